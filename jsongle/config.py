@@ -1,0 +1,336 @@
+"""Server configuration: the dotenv keys of the Node.js JSONgle-Server, typed.
+
+This module is pure on purpose: it reads one file and a mapping handed to it
+(never ``os.environ`` by itself), so the twistd entry point, tests and doc
+generators can all call it without a reactor or global state.
+
+``KEYS`` is the single source of truth for key names, parsers and one-line
+descriptions; defaults live on :class:`Config` (``DEFAULT_CONFIG``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, NamedTuple
+
+from dotenv import dotenv_values
+from dotenv.parser import parse_stream
+
+__all__ = [
+    "ALIASES",
+    "DEFAULT_CONFIG",
+    "KEYS",
+    "LOG_LEVELS",
+    "Config",
+    "ConfigError",
+    "KeySpec",
+    "load_config",
+]
+
+
+class ConfigError(Exception):
+    """A bad configuration value.
+
+    ``str()`` names the key and the value (``wsPort: 'abc' is not an
+    integer``) so an operator can fix the file without reading code.
+    """
+
+    def __init__(self, key: str, value: str, reason: str) -> None:
+        super().__init__(f"{key}: {value!r} {reason}")
+        self.key = key
+        self.value = value
+        self.reason = reason
+
+
+@dataclass(frozen=True, repr=False)
+class Config:
+    """The typed server configuration; every field has a working default."""
+
+    ws_port: int = 8080
+    rest_port: int = 8081
+    listen_address: str = ""
+    cors_policy_origin: str = ""
+    max_concurrent_users: int = 10
+    max_members_per_room: int = 2
+    server_id: str = "jsongle-server"
+    log_default_level: str = "warn"
+    log_path: str = "/tmp/jsongle-server.log"
+    log_files_number: int = 3
+    log_file_period: float = 86400.0
+    key: str = "./key.pem"
+    cert: str = "./cert.pem"
+    app_token: str = ""
+    multi_room_prefix: str = "#muc#"
+    max_members_per_multi_room: int = 10
+    max_multi_room_per_user: int = 10
+    use_https: bool = False
+    ping_interval: int = 25000
+    ping_timeout: int = 20000
+    max_payload: int = 1000000
+    connect_timeout: int = 45000
+
+    def __repr__(self) -> str:
+        # The token is a shared secret: a config dumped to a log must not
+        # leak it, so only whether it is set is shown.
+        parts = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "app_token":
+                value = "***" if value else ""
+            parts.append(f"{f.name}={value!r}")
+        return f"Config({', '.join(parts)})"
+
+    __str__ = __repr__
+
+
+DEFAULT_CONFIG = Config()
+
+LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "fatal", "critical")
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([smhdw]?)", re.ASCII | re.IGNORECASE)
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class _Invalid(ValueError):
+    """Raised by a parser with the reason only; the loader adds key and value."""
+
+
+def _require(raw: str) -> str:
+    text = raw.strip()
+    if not text:
+        raise _Invalid("is empty; a value is required")
+    return text
+
+
+def _string(raw: str) -> str:
+    return raw
+
+
+def _non_empty_string(raw: str) -> str:
+    if not raw.strip():
+        raise _Invalid("is empty; a value is required")
+    return raw
+
+
+def _integer(raw: str) -> int:
+    text = _require(raw)
+    if not _INTEGER.fullmatch(text):
+        raise _Invalid("is not an integer")
+    return int(text)
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = _integer(raw)
+        if value < minimum:
+            raise _Invalid(f"must be at least {minimum}")
+        return value
+
+    return parse
+
+
+def _port(raw: str) -> int:
+    value = _integer(raw)
+    if not 0 <= value <= 65535:
+        raise _Invalid("is not a port (0..65535)")
+    return value
+
+
+def _boolean(raw: str) -> bool:
+    text = _require(raw).lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise _Invalid("is not a boolean (true/false, 1/0, yes/no, on/off)")
+
+
+def _log_level(raw: str) -> str:
+    text = _require(raw).lower()
+    if text not in LOG_LEVELS:
+        raise _Invalid(f"is not a log level (one of {', '.join(LOG_LEVELS)})")
+    return text
+
+
+def _duration(raw: str) -> float:
+    text = _require(raw)
+    match = _DURATION.fullmatch(text)
+    if not match:
+        raise _Invalid("is not a duration (e.g. 1d, 12h, 30m, 45s, 2w or seconds)")
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
+    if seconds <= 0:
+        raise _Invalid("must be a duration greater than zero")
+    return seconds
+
+
+class KeySpec(NamedTuple):
+    """How one dotenv key maps onto :class:`Config`."""
+
+    field: str
+    parser: Callable[[str], Any]
+    description: str
+
+
+KEYS: Mapping[str, KeySpec] = {
+    "wsPort": KeySpec(
+        "ws_port", _port,
+        "Port of the Socket.IO (WebSocket) server; 0 picks a free port.",
+    ),
+    "restPort": KeySpec(
+        "rest_port", _port,
+        "Port of the REST API (health, metrics); 0 picks a free port.",
+    ),
+    "listenAddress": KeySpec(
+        "listen_address", _string,
+        "Interface both ports bind to; empty means all interfaces.",
+    ),
+    "corsPolicyOrigin": KeySpec(
+        "cors_policy_origin", _string,
+        "Origin allowed by CORS (Access-Control-Allow-Origin).",
+    ),
+    "maxConcurrentUsers": KeySpec(
+        "max_concurrent_users", _at_least(1),
+        "Most users connected at the same time.",
+    ),
+    "maxMembersPerRoom": KeySpec(
+        "max_members_per_room", _at_least(1),
+        "Most members in a one-to-one (non multi-user) room.",
+    ),
+    "id": KeySpec(
+        "server_id", _non_empty_string,
+        "Identifier of this server, used as 'to' for server queries.",
+    ),
+    "logDefaultLevel": KeySpec(
+        "log_default_level", _log_level,
+        "Console log level: trace, debug, info, warn, error or fatal.",
+    ),
+    "logPath": KeySpec(
+        "log_path", _string,
+        "Log file, always written at debug level and rotated.",
+    ),
+    "logFilesNumber": KeySpec(
+        "log_files_number", _at_least(0),
+        "Number of rotated log files kept.",
+    ),
+    "logFilePeriod": KeySpec(
+        "log_file_period", _duration,
+        "How often the log file rotates: 1d, 12h, 30m, 45s, 2w or seconds.",
+    ),
+    "key": KeySpec(
+        "key", _string,
+        "TLS private key file (PEM), used when useHTTPS is true.",
+    ),
+    "cert": KeySpec(
+        "cert", _string,
+        "TLS certificate file (PEM), used when useHTTPS is true.",
+    ),
+    "appToken": KeySpec(
+        "app_token", _string,
+        "Token clients must present to connect; empty lets anyone connect.",
+    ),
+    "multiRoomPrefix": KeySpec(
+        "multi_room_prefix", _string,
+        "Room ids starting with this prefix are multi-user rooms.",
+    ),
+    "maxMembersPerMultiRoom": KeySpec(
+        "max_members_per_multi_room", _at_least(1),
+        "Most members in a multi-user room.",
+    ),
+    "maxMultiRoomPerUser": KeySpec(
+        "max_multi_room_per_user", _at_least(1),
+        "Most multi-user rooms one user may be in.",
+    ),
+    "useHTTPS": KeySpec(
+        "use_https", _boolean,
+        "Serve both ports over TLS with key/cert; false serves plain HTTP.",
+    ),
+    "pingInterval": KeySpec(
+        "ping_interval", _at_least(1),
+        "Engine.IO ping interval, in milliseconds.",
+    ),
+    "pingTimeout": KeySpec(
+        "ping_timeout", _at_least(1),
+        "Engine.IO ping timeout, in milliseconds.",
+    ),
+    "maxPayload": KeySpec(
+        "max_payload", _at_least(1),
+        "Largest Engine.IO message accepted, in bytes.",
+    ),
+    "connectTimeout": KeySpec(
+        "connect_timeout", _at_least(1),
+        "Milliseconds a connection may wait before its Socket.IO CONNECT.",
+    ),
+}
+
+# Other spellings accepted for a key (the Node.js defaults file uses the
+# plural); the canonical name wins when both are given.
+ALIASES: Mapping[str, str] = {"maxMultiRoomsPerUser": "maxMultiRoomPerUser"}
+
+
+def _read_file(path: str) -> tuple[dict[str, str | None], list[str]]:
+    """Return the file's bindings and warnings for lines dotenv skipped."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError("--config", path, f"cannot be read: {reason}") from exc
+    # interpolate=False: like Node's dotenv, "$" is literal, and the result
+    # does not depend on this process's environment.
+    values = dotenv_values(stream=io.StringIO(text), interpolate=False)
+    warnings = [
+        f"cannot parse line {binding.original.line} of {path} (ignored)"
+        for binding in parse_stream(io.StringIO(text))
+        if binding.error
+    ]
+    return values, warnings
+
+
+def _canonical(
+    source: Mapping[str, str | None], where: str, *, warn_unknown: bool, warnings: list[str]
+) -> dict[str, str]:
+    """Keep the known keys of one source, resolving aliases, keyed by canonical name."""
+    found: dict[str, str] = {}
+    for name, value in source.items():
+        canonical = ALIASES.get(name, name)
+        if canonical not in KEYS:
+            if warn_unknown:
+                warnings.append(f"unknown configuration key {name!r} in {where} (ignored)")
+            continue
+        if canonical != name and canonical in source:
+            warnings.append(f"both {canonical} and {name} are set in {where}; using {canonical}")
+            continue
+        found[canonical] = "" if value is None else value
+    return found
+
+
+def load_config(path: str | None, environ: Mapping[str, str]) -> tuple[Config, list[str]]:
+    """Build the configuration from a dotenv file and the environment.
+
+    The environment wins over the file, so a deployment (e.g. a systemd
+    ``Environment=`` line) can override one key without editing the file.
+    Unknown keys in the file are reported as warnings (likely typos); unknown
+    variables in ``environ`` are ignored, since it holds PATH, HOME and the
+    like. Raises :class:`ConfigError` for a bad value or an unreadable file.
+    """
+    warnings: list[str] = []
+    raw: dict[str, str] = {}
+    if path is not None:
+        values, warnings = _read_file(path)
+        raw.update(_canonical(values, path, warn_unknown=True, warnings=warnings))
+    raw.update(_canonical(environ, "the environment", warn_unknown=False, warnings=warnings))
+
+    fields: dict[str, Any] = {}
+    for name, value in raw.items():
+        spec = KEYS[name]
+        try:
+            fields[spec.field] = spec.parser(value)
+        except ValueError as exc:
+            raise ConfigError(name, value, str(exc)) from None
+    return Config(**fields), warnings

@@ -1,0 +1,77 @@
+"""The Engine.IO session registry: handshakes, lookups and forgetting.
+
+Transports (polling, WebSocket) call in here; the layer above is reached
+through ``on_open``, which attaches a listener to each new session.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional
+
+from twisted.internet.interfaces import IReactorTime
+
+from jsongle.engineio.session import SERVER_SHUTDOWN, EngineSession, Transport
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """What the open packet announces and the transports enforce."""
+
+    ping_interval: int = 25000
+    ping_timeout: int = 20000
+    max_payload: int = 1000000
+    upgrade_timeout: float = 10.0
+    cors_origins: tuple[str, ...] = ()
+
+
+def new_sid() -> str:
+    """An unguessable, URL-safe session id."""
+    return secrets.token_urlsafe(15)
+
+
+class EngineServer:
+    """Owns every live Engine.IO session of this process."""
+
+    def __init__(
+        self,
+        options: EngineOptions,
+        clock: IReactorTime,
+        on_open: Callable[[EngineSession], None],
+    ) -> None:
+        self.options = options
+        self.clock = clock
+        self._on_open = on_open
+        self._sessions: dict[str, EngineSession] = {}
+
+    def open(self, transport: Transport, remote: str, upgrades: list[str]) -> EngineSession:
+        """Start a session on ``transport``: open packet, heartbeat, listener."""
+        sid = new_sid()
+        session = EngineSession(sid, self, transport, self.clock, remote)
+        self._sessions[sid] = session
+        session.open(upgrades)
+        self._on_open(session)
+        return session
+
+    def find(self, sid: str) -> Optional[EngineSession]:
+        return self._sessions.get(sid)
+
+    def retain(self, session: EngineSession) -> None:
+        """Keep a closed session findable until its transport lets go."""
+        self._sessions[session.sid] = session
+
+    def forget(self, session: EngineSession) -> None:
+        if self._sessions.get(session.sid) is session:
+            del self._sessions[session.sid]
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __iter__(self) -> Iterator[EngineSession]:
+        return iter(list(self._sessions.values()))
+
+    def close_all(self, reason: str = SERVER_SHUTDOWN) -> None:
+        """Close every session (shutdown)."""
+        for session in self:
+            session.close(reason)

@@ -1,0 +1,190 @@
+"""One Engine.IO session: heartbeats, the carrying transport and the upgrade.
+
+The session knows nothing of HTTP or WebSocket framing: a transport is any
+object with ``name``, ``send(packets)`` and ``close()``.  It knows nothing of
+Socket.IO either: it hands each MESSAGE to its ``listener``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Optional, Protocol
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from jsongle.engineio import packet as eio
+from jsongle.engineio.packet import Packet
+
+if TYPE_CHECKING:  # pragma: no cover
+    from jsongle.engineio.server import EngineServer
+
+
+class Transport(Protocol):
+    """What a session needs from the transport that carries it."""
+
+    name: str
+
+    def send(self, packets: list[Packet]) -> None: ...
+
+    def close(self, notify: bool = True) -> None: ...
+
+
+class Listener(Protocol):
+    """What a session tells the layer above (Socket.IO)."""
+
+    def on_message(self, data: eio.Data) -> None: ...
+
+    def on_close(self, reason: str) -> None: ...
+
+
+# Reasons a session ends, as Engine.IO and Socket.IO name them.
+TRANSPORT_CLOSE = "transport close"
+TRANSPORT_ERROR = "transport error"
+PING_TIMEOUT = "ping timeout"
+PARSE_ERROR = "parse error"
+FORCED_CLOSE = "forced close"
+SERVER_SHUTDOWN = "server shutting down"
+
+
+class EngineSession:
+    """The server side of one Engine.IO connection, whatever carries it."""
+
+    __slots__ = (
+        "sid",
+        "remote",
+        "transport",
+        "listener",
+        "closed",
+        "upgrading",
+        "server",
+        "_clock",
+        "_timer",
+    )
+
+    log = Logger()
+
+    def __init__(
+        self,
+        sid: str,
+        server: "EngineServer",
+        transport: Transport,
+        clock: IReactorTime,
+        remote: str,
+    ) -> None:
+        self.sid = sid
+        self.remote = remote
+        self.transport = transport
+        self.listener: Optional[Listener] = None
+        self.closed = False
+        self.upgrading = False
+        self.server = server
+        self._clock = clock
+        self._timer: Optional[IDelayedCall] = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def open(self, upgrades: list[str]) -> None:
+        """Send the open packet and start the heartbeat."""
+        options = self.server.options
+        handshake = {
+            "sid": self.sid,
+            "upgrades": upgrades,
+            "pingInterval": options.ping_interval,
+            "pingTimeout": options.ping_timeout,
+            "maxPayload": options.max_payload,
+        }
+        self.transport.send([Packet(eio.OPEN, json.dumps(handshake, separators=(",", ":")))])
+        self._timer = self._clock.callLater(options.ping_interval / 1000.0, self._ping)
+
+    def close(self, reason: str = FORCED_CLOSE) -> None:
+        """End the session from the server side and tell the listener."""
+        if self.closed:
+            return
+        self._finish(reason)
+        self.transport.close()
+
+    def transport_lost(self, transport: Transport, reason: str) -> None:
+        """The carrying transport went away under us."""
+        if transport is self.transport and not self.closed:
+            self._finish(reason)
+
+    def _finish(self, reason: str) -> None:
+        self.closed = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self.server.forget(self)
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            try:
+                listener.on_close(reason)
+            except Exception:
+                self.log.failure("closing session {sid} failed", sid=self.sid)
+
+    # -- heartbeat ---------------------------------------------------------
+
+    def _ping(self) -> None:
+        self._timer = self._clock.callLater(
+            self.server.options.ping_timeout / 1000.0, self._ping_timed_out
+        )
+        self.transport.send([Packet(eio.PING)])
+
+    def _ping_timed_out(self) -> None:
+        self._timer = None
+        self.log.info("session {sid} timed out", sid=self.sid)
+        self.close(PING_TIMEOUT)
+
+    def _pong(self) -> None:
+        timer = self._timer
+        if timer is not None and timer.active():
+            timer.cancel()
+        self._timer = self._clock.callLater(
+            self.server.options.ping_interval / 1000.0, self._ping
+        )
+
+    # -- traffic -----------------------------------------------------------
+
+    def send(self, data: eio.Data) -> None:
+        """Send one MESSAGE (text or binary) to the client."""
+        if not self.closed:
+            self.transport.send([Packet(eio.MESSAGE, data)])
+
+    def send_many(self, items: list[eio.Data]) -> None:
+        """Send several MESSAGEs at once (one polling response, fewer writes)."""
+        if not self.closed and items:
+            self.transport.send([Packet(eio.MESSAGE, data) for data in items])
+
+    def receive(self, received: Packet) -> None:
+        """Handle one packet from the current transport."""
+        kind = received.type
+        if kind == eio.MESSAGE:
+            listener = self.listener
+            if listener is not None:
+                listener.on_message(received.data)
+        elif kind == eio.PONG:
+            self._pong()
+        elif kind == eio.CLOSE:
+            # The client leaves: nothing more to tell it.
+            if not self.closed:
+                self._finish(TRANSPORT_CLOSE)
+                self.transport.close(notify=False)
+        elif kind == eio.PING:
+            # Not sent by v4 clients outside a probe; answer politely.
+            self.transport.send([Packet(eio.PONG, received.data)])
+        elif kind == eio.NOOP:
+            pass
+        else:  # OPEN or UPGRADE on an open session
+            self.log.info("session {sid}: unexpected packet {type!r}", sid=self.sid, type=kind)
+            self.close(PARSE_ERROR)
+
+    def upgrade(self, transport: Transport, pending: list[Packet]) -> None:
+        """Move the session onto ``transport`` and deliver what was waiting."""
+        self.transport = transport
+        self.upgrading = False
+        if pending:
+            transport.send(pending)
+
+    def describe(self) -> dict[str, Any]:
+        """A small debug view (tests and the REST API read it)."""
+        return {"sid": self.sid, "transport": self.transport.name, "remote": self.remote}

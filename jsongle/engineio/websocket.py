@@ -1,0 +1,179 @@
+"""The WebSocket transport of Engine.IO v4, on Autobahn.
+
+A connection either opens a new session (``transport=websocket`` without a
+sid) or upgrades an existing polling session (with its sid): ``2probe`` /
+``3probe``, then ``5``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+from jsongle.engineio import packet as eio
+from jsongle.engineio.packet import Packet
+from jsongle.engineio.server import EngineServer
+from jsongle.engineio.session import PARSE_ERROR, TRANSPORT_CLOSE, EngineSession
+
+PROBE = "probe"
+
+
+def origin_allowed(origin: Optional[str], allowed: tuple[str, ...]) -> bool:
+    """Browsers send Origin; other clients may not, and are let through."""
+    if not allowed or origin is None or "*" in allowed:
+        return True
+    return origin in allowed
+
+
+class EngineWebSocketProtocol(WebSocketServerProtocol):
+    """One WebSocket connection carrying (or probing for) an Engine.IO session."""
+
+    name = "websocket"
+    # Autobahn reads tcpNoDelay before copying factory options; set it here.
+    tcpNoDelay = True
+    log = Logger()
+
+    session: Optional[EngineSession] = None
+    _probing: Optional[EngineSession] = None
+    _upgrade_timer: Optional[IDelayedCall] = None
+    _reject_after_open = False
+
+    @property
+    def engine(self) -> EngineServer:
+        return self.factory.engine
+
+    # -- Autobahn callbacks ------------------------------------------------
+
+    def onConnect(self, request: ConnectionRequest) -> None:
+        engine = self.engine
+        if not origin_allowed(request.headers.get("origin"), engine.options.cors_origins):
+            raise ConnectionDeny(403, "Origin not allowed")
+        sid = (request.params.get("sid") or [None])[0]
+        if sid is not None:
+            session = engine.find(sid)
+            if (
+                session is None
+                or session.closed
+                or session.transport.name != "polling"
+                or session.upgrading
+            ):
+                # Accept, then close: what Engine.IO clients expect here.
+                self._reject_after_open = True
+                return None
+            session.upgrading = True
+            self._probing = session
+        return None
+
+    def onOpen(self) -> None:
+        if self._reject_after_open:
+            self.sendClose()
+            return
+        probing = self._probing
+        if probing is not None:
+            self._upgrade_timer = self.engine.clock.callLater(
+                self.engine.options.upgrade_timeout, self._upgrade_timed_out
+            )
+            return
+        peer = self.transport.getPeer()
+        self.session = self.engine.open(self, getattr(peer, "host", str(peer)), upgrades=[])
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        try:
+            if isBinary:
+                received = Packet(eio.MESSAGE, payload)
+            else:
+                received = eio.decode(payload.decode("utf-8"))
+            session = self.session
+            if session is not None:
+                session.receive(received)
+            elif self._probing is not None:
+                self._probe_packet(received)
+        except eio.PacketError:
+            self._bad_input()
+        except UnicodeDecodeError:
+            self._bad_input(1007)
+        except Exception:
+            self.log.failure("WebSocket message handling failed")
+            self._bad_input(1011)
+
+    def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
+        self._cancel_upgrade_timer()
+        probing, self._probing = self._probing, None
+        if probing is not None:
+            probing.upgrading = False
+        session = self.session
+        if session is not None:
+            session.transport_lost(self, TRANSPORT_CLOSE)
+
+    # -- the session's transport interface ---------------------------------
+
+    def send(self, packets: list[Packet]) -> None:
+        for item in packets:
+            data = item.data
+            if isinstance(data, bytes):
+                self.sendMessage(data, isBinary=True)
+            else:
+                self.sendMessage((item.type + data).encode("utf-8"))
+
+    def close(self, notify: bool = True) -> None:
+        self.sendClose(1000)
+
+    # -- upgrade -----------------------------------------------------------
+
+    def _probe_packet(self, received: Packet) -> None:
+        session = self._probing
+        assert session is not None
+        if session.closed:
+            self.sendClose(1000)
+        elif received.type == eio.PING and received.data == PROBE:
+            self.sendMessage((eio.PONG + PROBE).encode("ascii"))
+            session.transport.release()
+        elif received.type == eio.UPGRADE:
+            self._cancel_upgrade_timer()
+            self._probing = None
+            polling = session.transport
+            pending = polling.take_queue()
+            polling.release()
+            self.session = session
+            session.upgrade(self, pending)
+        else:
+            self._bad_input()
+
+    def _upgrade_timed_out(self) -> None:
+        self._upgrade_timer = None
+        self.sendClose(1000)
+
+    def _cancel_upgrade_timer(self) -> None:
+        timer, self._upgrade_timer = self._upgrade_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _bad_input(self, code: int = 1008) -> None:
+        """Close this client only: 1008 bad packet, 1007 bad UTF-8, 1011 our bug."""
+        session = self.session
+        if session is not None:
+            session.transport_lost(self, PARSE_ERROR)
+        # sendClose() only takes 1000/3000-4999; protocol codes go this way.
+        self._fail_connection(code, "invalid Engine.IO packet")
+
+
+class EngineWebSocketFactory(WebSocketServerFactory):
+    """Builds Engine.IO WebSocket protocols bound to one :class:`EngineServer`."""
+
+    protocol = EngineWebSocketProtocol
+
+    def __init__(self, engine: EngineServer) -> None:
+        super().__init__()
+        self.engine = engine
+        max_payload = engine.options.max_payload
+        self.setProtocolOptions(
+            maxFramePayloadSize=max_payload,
+            maxMessagePayloadSize=max_payload,
+            openHandshakeTimeout=0,
+            closeHandshakeTimeout=2,
+            autoPingInterval=0,
+        )

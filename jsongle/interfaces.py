@@ -1,0 +1,110 @@
+"""The seams of jsongle, as zope interfaces.
+
+* :class:`ISocketApplication`: what the Socket.IO layer calls; it never sees
+  JSONgle.
+* :class:`IQueryHandler` / :class:`IActionHandler`: JSONgle handlers, found
+  as Twisted plugins so a third-party package can add one.
+* :class:`IRoomRegistry`: room state, so another backend (Redis) can replace
+  the in-memory one.
+"""
+
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+
+class ISocketApplication(Interface):
+    """An application bound to one Socket.IO namespace."""
+
+    def connect(connection, auth):
+        """A client asks to connect with ``auth`` (a dict).
+
+        Raise ``ConnectRefused(message)`` (or fail the returned Deferred with
+        it) to refuse.  Events emitted before returning are delivered after
+        the CONNECT reply.
+        """
+
+    def event(connection, name, args, ack):
+        """An event arrived; ``ack`` is a callable, or None when none was asked."""
+
+    def disconnect(connection, reason):
+        """The connection ended (``reason`` as Socket.IO names it)."""
+
+
+class IQueryHandler(Interface):
+    """Answers one JSONgle query sent to the server."""
+
+    query = Attribute("The query name, e.g. 'session-join'.")
+    action = Attribute(
+        "'iq-set' for a client request answered with iq-result/iq-error, or "
+        "'iq-result' for the client's answer to a server iq-get (session-hello)."
+    )
+
+    def handle(request):
+        """Handle ``request`` (an IHandlerRequest).
+
+        For 'iq-set', return the result description (a dict, or a Deferred
+        firing with one) or raise ``JsongleError`` for an iq-error.
+        """
+
+
+class IActionHandler(Interface):
+    """Handles one JSONgle action sent to a room (or to the server)."""
+
+    action = Attribute("The action name, e.g. 'session-propose'.")
+    call = Attribute(
+        "True for call set-up actions: alone in a P2P room, the sender gets "
+        "session-info 'unreachable' instead of error 404003."
+    )
+
+    def handle(request):
+        """Handle ``request`` (an IHandlerRequest); may return a Deferred."""
+
+
+class IHandlerRequest(Interface):
+    """Everything a handler may use; handlers never see a transport."""
+
+    message = Attribute("The received JSONgle message (a dict).")
+    jsongle = Attribute("message['jsongle'], checked to be a dict.")
+    member = Attribute("The sending Member (connection id, uid, dn).")
+    room = Attribute("The target Room snapshot, or None when sent to the server.")
+    rooms = Attribute("The IRoomRegistry.")
+    config = Attribute("The server Config.")
+    metrics = Attribute("The Metrics.")
+    clock = Attribute("An IReactorTime.")
+
+    def reply(message):
+        """Send a message to the sender."""
+
+    def send(connection_id, message):
+        """Send a message to any connection by its id."""
+
+    def relay(message):
+        """Relay to the other members of the target room, rewriting from/to."""
+
+    def now():
+        """The current date as an ISO-8601 UTC string with milliseconds."""
+
+
+class IRoomRegistry(Interface):
+    """Room membership and caps.  Mutations return Deferreds (they may be remote)."""
+
+    def join(rid, kind, member):
+        """Add ``member`` (a RoomMember) to room ``rid`` of ``kind`` ('room' or 'muc').
+
+        Fires with a JoinResult; fails with JsongleError for full rooms, the
+        per-user MUC cap or a kind mismatch.
+        """
+
+    def leave(rid, connection_id):
+        """Remove a connection from a room; fires with a LeaveResult or fails
+        with JsongleError 404002 when it is not a member."""
+
+    def leave_all(connection_id):
+        """Remove a connection from every room; fires with a list of LeaveResult."""
+
+    def room(rid):
+        """A Room snapshot (kind, members) or None; synchronous: relays need it per message."""
+
+    def room_count():
+        """How many non-empty rooms exist."""

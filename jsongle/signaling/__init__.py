@@ -1,0 +1,1 @@
+"""JSONgle signaling: identities, rooms and relays; no transport here."""

@@ -1,0 +1,311 @@
+"""The JSONgle application behind the Socket.IO ``/`` namespace.
+
+It admits connections (appToken, capacity), greets them with session-hello,
+runs the checks on every message in the documented order and hands the
+message to the handler that claims it.  Handlers get an
+:class:`HandlerRequest`, never a transport.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any, Callable, Optional
+
+from twisted.internet.defer import maybeDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from jsongle import DESCRIPTION, __version__
+from jsongle.config import Config
+from jsongle.interfaces import IHandlerRequest, IRoomRegistry, ISocketApplication
+from jsongle.metrics import Metrics
+from jsongle.signaling import errors
+from jsongle.signaling import messages as m
+from jsongle.signaling.errors import JsongleError
+from jsongle.signaling.handlers import HandlerSet
+from jsongle.signaling.member import Member
+from jsongle.signaling.rooms import LeaveResult, Room
+from jsongle.socketio.server import ConnectRefused, Connection
+
+EVENT_NAME = "jsongle"
+CALL_ACTIONS = frozenset(
+    (
+        "session-propose",
+        "session-info",
+        "session-proceed",
+        "session-initiate",
+        "transport-info",
+        "session-decline",
+        "session-retract",
+        "session-accept",
+        "session-terminate",
+    )
+)
+
+
+@implementer(IHandlerRequest)
+class HandlerRequest:
+    """One received message, with what its handler may use."""
+
+    __slots__ = ("app", "message", "jsongle", "member", "room")
+
+    def __init__(self, app: "SignalingApplication", message: dict, member: Member, room: Optional[Room]) -> None:
+        self.app = app
+        self.message = message
+        self.jsongle: dict[str, Any] = message["jsongle"]
+        self.member = member
+        self.room = room
+
+    rooms = property(lambda self: self.app.rooms)
+    config = property(lambda self: self.app.config)
+    metrics = property(lambda self: self.app.metrics)
+    clock = property(lambda self: self.app.clock)
+    server_id = property(lambda self: self.app.config.server_id)
+
+    @property
+    def reply_to(self) -> str:
+        """Answers go to the sender's ``from`` (echoed, never used for routing)."""
+        sender = self.message.get("from")
+        return sender if isinstance(sender, str) else self.member.connection_id
+
+    def now(self) -> str:
+        return m.iso_date(self.app.clock.seconds())
+
+    def reply(self, message: dict[str, Any]) -> None:
+        self.member.deliver(message)
+
+    def send(self, connection_id: str, message: dict[str, Any]) -> None:
+        self.app.send(connection_id, message)
+
+    def relay(self, message: dict[str, Any]) -> int:
+        """Copy ``message`` to the room's other members; returns how many."""
+        room = self.room
+        if room is None:
+            return 0
+        sender = self.member
+        if self.jsongle.get("namespace") == m.MUC:
+            origin = f"{room.rid}/{sender.uid}"
+        else:
+            origin = room.rid
+        count = 0
+        for target in room.members:
+            if target.connection_id != sender.connection_id:
+                copy = dict(message)
+                copy["from"] = origin
+                copy["to"] = target.connection_id
+                self.app.send(target.connection_id, copy)
+                count += 1
+        return count
+
+    def announce_leave(self, result: LeaveResult) -> None:
+        self.app.announce_leave(result)
+
+    def error(self, code: int, details: str) -> None:
+        """Answer the sender with a session-error."""
+        self.reply(m.session_error(self.server_id, self.reply_to, code, details))
+
+
+@implementer(ISocketApplication)
+class SignalingApplication:
+    """JSONgle over Socket.IO: admission, hello, checks, dispatch, cleanup."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        config: Config,
+        rooms: IRoomRegistry,
+        handlers: HandlerSet,
+        metrics: Metrics,
+        clock: IReactorTime,
+    ) -> None:
+        self.config = config
+        self.rooms = rooms
+        self.handlers = handlers
+        self.metrics = metrics
+        self.clock = clock
+        self._connections: dict[str, Connection] = {}
+
+    # -- ISocketApplication ------------------------------------------------
+
+    def connect(self, connection: Connection, auth: dict[str, Any]) -> None:
+        expected = self.config.app_token
+        if expected:
+            token = auth.get("appToken")
+            if not isinstance(token, str) or not token:
+                raise ConnectRefused("missing appToken")
+            if not hmac.compare_digest(token.encode("utf-8"), expected.encode("utf-8")):
+                raise ConnectRefused("invalid appToken")
+        if len(self._connections) >= self.config.max_concurrent_users:
+            raise ConnectRefused("server full")
+        member = Member(connection.sid, self._deliverer(connection), self.clock.seconds())
+        connection.state = member
+        self._connections[connection.sid] = connection
+        self.metrics.users_count.inc()
+        self.metrics.users.inc()
+        self.log.info("{sid} connected from {remote}", sid=connection.sid, remote=connection.remote)
+        member.hello_transaction = m.new_id()
+        member.deliver(
+            m.iq(
+                self.config.server_id,
+                connection.sid,
+                m.IQ_GET,
+                member.hello_transaction,
+                "session-hello",
+                {
+                    "version": __version__,
+                    "sn": self.config.server_id,
+                    "info": DESCRIPTION,
+                    "connected": m.iso_date(member.connected_at),
+                },
+            )
+        )
+
+    def event(self, connection: Connection, name: str, args: list[Any], ack: Optional[Callable[..., None]]) -> None:
+        if name != EVENT_NAME:
+            return
+        member: Member = connection.state
+        message = args[0] if args else None
+        try:
+            self.receive(member, message)
+        except Exception:
+            self.log.failure("handling a message from {sid} failed", sid=member.connection_id)
+            self._internal_error(member, message)
+
+    def disconnect(self, connection: Connection, reason: str) -> None:
+        member: Member = connection.state
+        if self._connections.pop(connection.sid, None) is None:
+            return
+        self.metrics.users_count.dec()
+        self.metrics.duration.inc(max(0.0, self.clock.seconds() - member.connected_at) / 60.0)
+        self.log.info("{sid} disconnected ({reason})", sid=connection.sid, reason=reason)
+        self.rooms.leave_all(connection.sid).addCallbacks(
+            self._announce_leaves, lambda f: self.log.failure("leaving rooms failed", f)
+        )
+
+    # -- delivery ----------------------------------------------------------
+
+    def _deliverer(self, connection: Connection) -> Callable[[dict[str, Any]], None]:
+        def deliver(message: dict[str, Any]) -> None:
+            connection.emit(EVENT_NAME, message)
+
+        return deliver
+
+    def send(self, connection_id: str, message: dict[str, Any]) -> None:
+        connection = self._connections.get(connection_id)
+        if connection is not None:
+            connection.emit(EVENT_NAME, message)
+
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    # -- the checks, in order ----------------------------------------------
+
+    def receive(self, member: Member, message: Any) -> None:
+        server_id = self.config.server_id
+        reply_to = member.connection_id
+        if isinstance(message, dict):
+            sender = message.get("from")
+            if isinstance(sender, str):
+                reply_to = sender
+        # 1. a JSONgle message at all?
+        if not isinstance(message, dict) or not isinstance(message.get("jsongle"), dict):
+            member.deliver(m.session_error(server_id, reply_to, errors.NO_JSONGLE_DATA, "Missing property 'jsongle' in message"))
+            return
+        jsongle = message["jsongle"]
+        action = jsongle.get("action")
+        is_hello = action == m.IQ_RESULT and jsongle.get("query") == "session-hello"
+        # 2. registered (hello done)?
+        if not member.registered and not is_hello:
+            member.deliver(
+                m.session_error(
+                    server_id, reply_to, errors.NOT_REGISTERED, "session-hello message was not received or was not complete"
+                )
+            )
+            return
+        to = message.get("to")
+        room: Optional[Room] = None
+        if to != server_id and not is_hello:
+            room = self.rooms.room(to) if isinstance(to, str) else None
+            # 3. a member of the target room?
+            if room is None or not any(x.connection_id == member.connection_id for x in room.members):
+                member.deliver(m.session_error(server_id, reply_to, errors.NOT_A_MEMBER, f"Can't call - not in room {to}"))
+                return
+            # 4. anybody to talk to (P2P rooms)?
+            if room.kind == m.ROOM and len(room.members) < 2:
+                if action in CALL_ACTIONS:
+                    member.deliver(m.session_info(server_id, reply_to, jsongle, "unreachable", {"ended": m.iso_date(self.clock.seconds())}))
+                else:
+                    member.deliver(
+                        m.session_error(
+                            server_id, reply_to, errors.NO_OTHER_MEMBER, f"Can't transmit message - no other member in room {to}"
+                        )
+                    )
+                return
+        request = HandlerRequest(self, message, member, room)
+        if action == m.IQ_SET or action == m.IQ_RESULT:
+            self._query(request, action)
+            return
+        # 5. a supported action?
+        handler = self.handlers.action(action)
+        if handler is None:
+            request.error(errors.ACTION_NOT_ALLOWED, f"Message of type {action} is not supported")
+            return
+        maybeDeferred(handler.handle, request).addErrback(self._handler_failed, request)
+
+    def _query(self, request: HandlerRequest, action: str) -> None:
+        query = request.jsongle.get("query")
+        handler = self.handlers.query(action, query)
+        if action == m.IQ_RESULT:
+            if handler is not None:
+                maybeDeferred(handler.handle, request).addErrback(self._handler_failed, request)
+            return
+        if handler is None:
+            self._iq_answer(request, m.IQ_ERROR, JsongleError(errors.UNKNOWN_QUERY, f"The query '{query}' is not supported").describe())
+            return
+        maybeDeferred(handler.handle, request).addCallbacks(
+            lambda result: self._iq_answer(request, m.IQ_RESULT, result),
+            self._query_failed,
+            errbackArgs=(request,),
+        )
+
+    def _iq_answer(self, request: HandlerRequest, action: str, description: Any) -> None:
+        jsongle = request.jsongle
+        request.reply(
+            m.iq(self.config.server_id, request.reply_to, action, jsongle.get("transaction"), jsongle.get("query"), description)
+        )
+
+    def _query_failed(self, failure: Failure, request: HandlerRequest) -> None:
+        if failure.check(JsongleError):
+            self._iq_answer(request, m.IQ_ERROR, failure.value.describe())
+        else:
+            self._handler_failed(failure, request)
+
+    def _handler_failed(self, failure: Failure, request: HandlerRequest) -> None:
+        if failure.check(JsongleError):
+            request.error(failure.value.code, failure.value.details)
+            return
+        self.log.failure("handler failed on a message from {sid}", failure, sid=request.member.connection_id)
+        request.error(errors.INTERNAL_ERROR, "internal error")
+
+    def _internal_error(self, member: Member, message: Any) -> None:
+        reply_to = message.get("from") if isinstance(message, dict) and isinstance(message.get("from"), str) else member.connection_id
+        member.deliver(m.session_error(self.config.server_id, reply_to, errors.INTERNAL_ERROR, "internal error"))
+
+    # -- leaving -----------------------------------------------------------
+
+    def _announce_leaves(self, results: list[LeaveResult]) -> None:
+        for result in results:
+            self.announce_leave(result)
+
+    def announce_leave(self, result: LeaveResult) -> None:
+        """Tell the remaining members; count the room gone when it emptied."""
+        for target in result.remaining:
+            self.send(
+                target.connection_id,
+                m.event(self.config.server_id, target.connection_id, result.kind, "left", {"member": result.left.identity, "rid": result.rid}),
+            )
+        if not result.remaining:
+            self.metrics.conferences_count.dec()

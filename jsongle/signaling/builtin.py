@@ -1,0 +1,238 @@
+"""The built-in JSONgle handlers (registered by ``twisted/plugins/jsongle_handlers.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+from jsongle.interfaces import IActionHandler, IQueryHandler
+from jsongle.signaling import errors
+from jsongle.signaling import messages as m
+from jsongle.signaling.errors import JsongleError
+from jsongle.signaling.rooms import JoinResult, LeaveResult
+
+
+def _room_id(request: Any) -> str:
+    description = request.jsongle.get("description")
+    rid = description.get("rid") if isinstance(description, dict) else None
+    if not isinstance(rid, str) or not rid:
+        raise JsongleError(errors.BAD_PARAMETERS, "Missing 'rid' parameter")
+    return rid
+
+
+@implementer(IPlugin, IQueryHandler)
+class HelloHandler:
+    """The client's answer to the server's session-hello: its identity."""
+
+    query = "session-hello"
+    action = m.IQ_RESULT
+
+    def handle(self, request: Any) -> None:
+        description = request.jsongle.get("description")
+        uid = description.get("uid") if isinstance(description, dict) else None
+        dn = description.get("dn") if isinstance(description, dict) else None
+        transaction = request.jsongle.get("transaction")
+        if not isinstance(uid, str) or not uid:
+            request.reply(m.ack(request.server_id, request.reply_to, "failed", transaction))
+            request.error(errors.BAD_PARAMETERS, "Missing 'uid' parameter")
+            return
+        member = request.member
+        if not member.registered:
+            member.register(uid, dn if isinstance(dn, str) else None)
+        request.reply(m.ack(request.server_id, request.reply_to, "success", transaction))
+
+
+@implementer(IPlugin, IQueryHandler)
+class JoinHandler:
+    """session-join: a P2P room (namespace 'room')."""
+
+    query = "session-join"
+    action = m.IQ_SET
+    kind = m.ROOM
+
+    def handle(self, request: Any) -> Deferred:
+        rid = _room_id(request)
+        joined = request.rooms.join(rid, self.kind, request.member.ref)
+        return joined.addCallback(self._joined, request, rid)
+
+    def _joined(self, result: JoinResult, request: Any, rid: str) -> dict[str, Any]:
+        member = request.member
+        if not result.already:
+            if result.created:
+                request.metrics.conferences_count.inc()
+                request.metrics.conferences.inc()
+            for other in result.others:
+                request.send(
+                    other.connection_id,
+                    m.event(request.server_id, other.connection_id, self.kind, "joined", {"member": member.identity, "rid": rid}),
+                )
+        return {"members": [other.identity for other in result.others], "rid": rid}
+
+
+@implementer(IPlugin, IQueryHandler)
+class MucJoinHandler(JoinHandler):
+    """muc-join: a multi-user room (namespace 'muc')."""
+
+    query = "muc-join"
+    kind = m.MUC
+
+
+@implementer(IPlugin, IQueryHandler)
+class LeaveHandler:
+    """session-leave: leave a room of either kind."""
+
+    query = "session-leave"
+    action = m.IQ_SET
+
+    def handle(self, request: Any) -> Deferred:
+        rid = _room_id(request)
+        return request.rooms.leave(rid, request.member.connection_id).addCallback(self._left, request)
+
+    def _left(self, result: LeaveResult, request: Any) -> dict[str, Any]:
+        request.announce_leave(result)
+        return {"rid": result.rid}
+
+
+def stamped(request: Any) -> dict[str, Any]:
+    """A copy of the message with description.sent (if absent) and .relayed."""
+    jsongle = dict(request.jsongle)
+    description = jsongle.get("description")
+    if description is None:
+        description = {}
+    elif not isinstance(description, dict):
+        raise JsongleError(errors.BAD_PARAMETERS, "'description' must be an object")
+    else:
+        description = dict(description)
+    now = request.now()
+    description.setdefault("sent", now)
+    description["relayed"] = now
+    jsongle["description"] = description
+    message = dict(request.message)
+    message["jsongle"] = jsongle
+    return message
+
+
+@implementer(IPlugin, IActionHandler)
+class RelayHandler:
+    """Relays a call or event message with its sent/relayed dates."""
+
+    call = True
+
+    def __init__(self, action: str, call: bool = True) -> None:
+        self.action = action
+        self.call = call
+
+    def handle(self, request: Any) -> None:
+        request.relay(stamped(request))
+
+
+@implementer(IPlugin, IActionHandler)
+class ProposeHandler:
+    """session-propose: relayed as is; the caller hears 'trying'."""
+
+    action = "session-propose"
+    call = True
+
+    def handle(self, request: Any) -> None:
+        message = request.message
+        if not isinstance(request.jsongle.get("description"), dict):
+            if request.jsongle.get("description") is not None:
+                raise JsongleError(errors.BAD_PARAMETERS, "'description' must be an object")
+            message = dict(message)
+            message["jsongle"] = dict(request.jsongle, description={})
+        request.relay(message)
+        request.reply(m.session_info(request.server_id, request.reply_to, request.jsongle, "trying", {"tried": request.now()}))
+
+
+@implementer(IPlugin, IActionHandler)
+class AcceptHandler(RelayHandler):
+    """session-accept: relayed, and counted as a P2P call."""
+
+    def __init__(self) -> None:
+        super().__init__("session-accept")
+
+    def handle(self, request: Any) -> None:
+        request.metrics.p2p.inc()
+        super().handle(request)
+
+
+@implementer(IPlugin, IActionHandler)
+class EventHandler(RelayHandler):
+    """session-event: relayed; MUC reactions are counted."""
+
+    def __init__(self) -> None:
+        super().__init__("session-event", call=False)
+
+    def handle(self, request: Any) -> None:
+        super().handle(request)
+        if request.jsongle.get("event") == "reaction" and request.jsongle.get("namespace") == m.MUC:
+            request.metrics.reactions.inc()
+
+
+@implementer(IPlugin, IActionHandler)
+class AcknowledgedRelayHandler(RelayHandler):
+    """session-text / session-custom: relayed, and the server acknowledges."""
+
+    def __init__(self, action: str) -> None:
+        super().__init__(action, call=False)
+
+    def handle(self, request: Any) -> None:
+        super().handle(request)
+        namespace = request.jsongle.get("namespace")
+        request.reply(
+            m.event(
+                request.server_id,
+                request.reply_to,
+                namespace,
+                "ack",
+                {"acknowledged": request.now(), "mid": request.message.get("id"), "type": "server-received"},
+            )
+        )
+        if self.action == "session-text" and namespace == m.MUC:
+            request.metrics.messages.inc()
+
+
+@implementer(IPlugin, IActionHandler)
+class MetricsHandler:
+    """session-metrics: counted, never relayed."""
+
+    action = "session-metrics"
+    call = False
+
+    def handle(self, request: Any) -> None:
+        description = request.jsongle.get("description")
+        if not isinstance(description, dict):
+            return
+        if description.get("error") == "ice-failed":
+            request.metrics.p2p_failed.inc()
+        duration = description.get("duration")
+        if isinstance(duration, (int, float)) and not isinstance(duration, bool) and duration > 0:
+            request.metrics.p2p_duration.inc(duration)
+
+
+def builtin_queries() -> list[Any]:
+    return [HelloHandler(), JoinHandler(), MucJoinHandler(), LeaveHandler()]
+
+
+def builtin_actions() -> list[Any]:
+    stamped_calls = [
+        "session-info",
+        "session-proceed",
+        "session-initiate",
+        "transport-info",
+        "session-decline",
+        "session-retract",
+        "session-terminate",
+    ]
+    return [
+        ProposeHandler(),
+        AcceptHandler(),
+        EventHandler(),
+        AcknowledgedRelayHandler("session-text"),
+        AcknowledgedRelayHandler("session-custom"),
+        MetricsHandler(),
+        *(RelayHandler(action) for action in stamped_calls),
+    ]

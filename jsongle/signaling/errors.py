@@ -1,0 +1,26 @@
+"""JSONgle error codes and the one exception handlers raise."""
+
+from __future__ import annotations
+
+BAD_PARAMETERS = 400001
+NO_JSONGLE_DATA = 400002
+FULL = 403001
+NOT_REGISTERED = 403002
+TOO_MANY_ROOMS = 403003
+UNKNOWN_QUERY = 404001
+NOT_A_MEMBER = 404002
+NO_OTHER_MEMBER = 404003
+ACTION_NOT_ALLOWED = 405001
+INTERNAL_ERROR = 500001
+
+
+class JsongleError(Exception):
+    """An error answered to the client as ``{errorCode, errorDetails}``."""
+
+    def __init__(self, code: int, details: str) -> None:
+        super().__init__(code, details)
+        self.code = code
+        self.details = details
+
+    def describe(self) -> dict[str, object]:
+        return {"errorCode": self.code, "errorDetails": self.details}

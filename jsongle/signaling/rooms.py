@@ -1,0 +1,141 @@
+"""Room state: the in-memory :class:`IRoomRegistry`.
+
+Callers get immutable snapshots (:class:`Room`, :class:`RoomMember`) and
+Deferreds for mutations, so a Redis-backed registry can take its place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+from twisted.internet.defer import Deferred, fail, succeed
+from zope.interface import implementer
+
+from jsongle.interfaces import IRoomRegistry
+from jsongle.signaling import errors
+from jsongle.signaling.errors import JsongleError
+from jsongle.signaling.messages import MUC
+
+
+class RoomMember(NamedTuple):
+    """A connection in a room, with the identity others are shown."""
+
+    connection_id: str
+    uid: str
+    identity: dict[str, Any]
+
+
+class Room(NamedTuple):
+    rid: str
+    kind: str
+    members: tuple[RoomMember, ...]
+
+
+class JoinResult(NamedTuple):
+    room: Room
+    others: tuple[RoomMember, ...]
+    created: bool
+    already: bool
+
+
+class LeaveResult(NamedTuple):
+    rid: str
+    kind: str
+    left: RoomMember
+    remaining: tuple[RoomMember, ...]
+
+
+class RoomCaps(NamedTuple):
+    max_members_per_room: int = 2
+    max_members_per_multi_room: int = 10
+    max_multi_room_per_user: int = 10
+
+
+@implementer(IRoomRegistry)
+class InMemoryRoomRegistry:
+    """Rooms of this process only."""
+
+    def __init__(self, caps: RoomCaps = RoomCaps()) -> None:
+        self.caps = caps
+        self._rooms: dict[str, Room] = {}
+        self._rooms_of: dict[str, set[str]] = {}
+        self._mucs_of_user: dict[str, int] = {}
+
+    def join(self, rid: str, kind: str, member: RoomMember) -> Deferred:
+        try:
+            return succeed(self._join(rid, kind, member))
+        except JsongleError as error:
+            return fail(error)
+
+    def _join(self, rid: str, kind: str, member: RoomMember) -> JoinResult:
+        room = self._rooms.get(rid)
+        if room is not None:
+            if room.kind != kind:
+                raise JsongleError(errors.BAD_PARAMETERS, f"Room {rid} is not a {'multiroom' if kind == MUC else 'room'}")
+            others = tuple(m for m in room.members if m.connection_id != member.connection_id)
+            if len(others) != len(room.members):
+                return JoinResult(room, others, created=False, already=True)
+        else:
+            others = ()
+        if kind == MUC:
+            if len(others) >= self.caps.max_members_per_multi_room:
+                raise JsongleError(errors.FULL, "Max number of members per multi room already reached")
+            if self._mucs_of_user.get(member.uid, 0) >= self.caps.max_multi_room_per_user:
+                raise JsongleError(errors.TOO_MANY_ROOMS, "Max number of multi rooms per user already reached")
+            self._mucs_of_user[member.uid] = self._mucs_of_user.get(member.uid, 0) + 1
+        elif len(others) >= self.caps.max_members_per_room:
+            raise JsongleError(errors.FULL, "Max number of members per room already reached")
+        room = Room(rid, kind, others + (member,))
+        self._rooms[rid] = room
+        self._rooms_of.setdefault(member.connection_id, set()).add(rid)
+        return JoinResult(room, others, created=not others, already=False)
+
+    def leave(self, rid: str, connection_id: str) -> Deferred:
+        result = self._leave(rid, connection_id)
+        if result is None:
+            room = self._rooms.get(rid)
+            label = "multiroom" if room is not None and room.kind == MUC else "room"
+            return fail(JsongleError(errors.NOT_A_MEMBER, f"Not member of {label} {rid}"))
+        return succeed(result)
+
+    def _leave(self, rid: str, connection_id: str) -> Optional[LeaveResult]:
+        room = self._rooms.get(rid)
+        if room is None:
+            return None
+        left = next((m for m in room.members if m.connection_id == connection_id), None)
+        if left is None:
+            return None
+        remaining = tuple(m for m in room.members if m.connection_id != connection_id)
+        if remaining:
+            self._rooms[rid] = room._replace(members=remaining)
+        else:
+            del self._rooms[rid]
+        mine = self._rooms_of.get(connection_id)
+        if mine is not None:
+            mine.discard(rid)
+            if not mine:
+                del self._rooms_of[connection_id]
+        if room.kind == MUC:
+            count = self._mucs_of_user.get(left.uid, 0) - 1
+            if count > 0:
+                self._mucs_of_user[left.uid] = count
+            else:
+                self._mucs_of_user.pop(left.uid, None)
+        return LeaveResult(rid, room.kind, left, remaining)
+
+    def leave_all(self, connection_id: str) -> Deferred:
+        results = []
+        for rid in sorted(self._rooms_of.get(connection_id, ())):
+            result = self._leave(rid, connection_id)
+            if result is not None:
+                results.append(result)
+        return succeed(results)
+
+    def room(self, rid: str) -> Optional[Room]:
+        return self._rooms.get(rid)
+
+    def room_count(self) -> int:
+        return len(self._rooms)
+
+    def rooms_of(self, connection_id: str) -> frozenset[str]:
+        return frozenset(self._rooms_of.get(connection_id, ()))

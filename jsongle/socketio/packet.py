@@ -1,0 +1,187 @@
+"""Socket.IO v5 packets: a pure codec, including binary attachments.
+
+Encoding: ``<type>[<attachments>-][<namespace>,][<ack id>][<json>]``.  Binary
+events carry ``{"_placeholder": true, "num": n}`` in their JSON and the bytes
+follow as separate Engine.IO messages.  Decoders return a value or raise
+:class:`PacketError`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NamedTuple, Optional, Union
+
+CONNECT = 0
+DISCONNECT = 1
+EVENT = 2
+ACK = 3
+CONNECT_ERROR = 4
+BINARY_EVENT = 5
+BINARY_ACK = 6
+
+MAX_ATTACHMENTS = 10
+_DIGITS = frozenset("0123456789")
+
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+dumps = _encoder.encode
+
+
+class PacketError(ValueError):
+    """Input that is not a Socket.IO v5 packet."""
+
+
+class Packet(NamedTuple):
+    type: int
+    namespace: str = "/"
+    data: Any = None
+    id: Optional[int] = None
+    attachments: int = 0
+
+
+def _deconstruct(data: Any, buffers: list[bytes]) -> Any:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        buffers.append(bytes(data))
+        return {"_placeholder": True, "num": len(buffers) - 1}
+    if isinstance(data, list):
+        return [_deconstruct(item, buffers) for item in data]
+    if isinstance(data, dict):
+        return {key: _deconstruct(value, buffers) for key, value in data.items()}
+    return data
+
+
+def _has_binary(data: Any) -> bool:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return True
+    if isinstance(data, list):
+        return any(_has_binary(item) for item in data)
+    if isinstance(data, dict):
+        return any(_has_binary(value) for value in data.values())
+    return False
+
+
+def encode(packet: Packet) -> list[Union[str, bytes]]:
+    """Encode a packet into Engine.IO messages: one text, then any binaries."""
+    kind = packet.type
+    data = packet.data
+    buffers: list[bytes] = []
+    if kind in (EVENT, ACK) and _has_binary(data):
+        kind = BINARY_EVENT if kind == EVENT else BINARY_ACK
+        data = _deconstruct(data, buffers)
+    head = str(kind)
+    if buffers:
+        head += "%d-" % len(buffers)
+    if packet.namespace != "/":
+        head += packet.namespace + ","
+    if packet.id is not None:
+        head += str(packet.id)
+    if data is not None:
+        head += dumps(data)
+    return [head, *buffers]
+
+
+def encode_event(args: list[Any], namespace: str = "/", ack_id: Optional[int] = None) -> list[Union[str, bytes]]:
+    """Shorthand for an EVENT whose first argument is the event name."""
+    return encode(Packet(EVENT, namespace, args, ack_id))
+
+
+def decode(text: str) -> Packet:
+    """Decode the text part of a packet; binary parts come via :class:`Reassembler`."""
+    if not text or text[0] not in "0123456":
+        raise PacketError("unknown packet type")
+    kind = int(text[0])
+    i = 1
+    n = len(text)
+    attachments = 0
+    if kind in (BINARY_EVENT, BINARY_ACK):
+        dash = text.find("-", i)
+        digits = text[i:dash] if dash > 0 else ""
+        if not digits or not _DIGITS.issuperset(digits) or len(digits) > 3:
+            raise PacketError("bad attachment count")
+        attachments = int(digits)
+        if attachments > MAX_ATTACHMENTS:
+            raise PacketError("too many attachments")
+        i = dash + 1
+    namespace = "/"
+    if i < n and text[i] == "/":
+        comma = text.find(",", i)
+        end = comma if comma >= 0 else n
+        namespace = text[i:end]
+        i = end + 1 if comma >= 0 else n
+    start = i
+    while i < n and text[i] in _DIGITS:
+        i += 1
+    ack_id = None
+    if i > start:
+        if i - start > 15:
+            raise PacketError("ack id too long")
+        ack_id = int(text[start:i])
+    data = None
+    if i < n:
+        try:
+            data = json.loads(text[i:])
+        except (ValueError, RecursionError) as exc:
+            raise PacketError("bad JSON") from exc
+    _check(kind, data, ack_id)
+    return Packet(kind, namespace, data, ack_id, attachments)
+
+
+def _check(kind: int, data: Any, ack_id: Optional[int]) -> None:
+    if kind == CONNECT:
+        if data is not None and not isinstance(data, dict):
+            raise PacketError("CONNECT payload must be an object")
+    elif kind == DISCONNECT:
+        if data is not None:
+            raise PacketError("DISCONNECT takes no payload")
+    elif kind in (EVENT, BINARY_EVENT):
+        if not isinstance(data, list) or not data or not isinstance(data[0], (str, int)) or isinstance(data[0], bool):
+            raise PacketError("EVENT payload must be a non-empty array")
+    elif kind in (ACK, BINARY_ACK):
+        if not isinstance(data, list) or ack_id is None:
+            raise PacketError("ACK needs an id and an array")
+    elif kind == CONNECT_ERROR:
+        pass  # only the server sends it
+
+
+def _reconstruct(data: Any, buffers: list[bytes]) -> Any:
+    if isinstance(data, list):
+        return [_reconstruct(item, buffers) for item in data]
+    if isinstance(data, dict):
+        if data.get("_placeholder") is True and len(data) == 2:
+            num = data.get("num")
+            if not isinstance(num, int) or isinstance(num, bool) or not 0 <= num < len(buffers):
+                raise PacketError("bad placeholder")
+            return buffers[num]
+        return {key: _reconstruct(value, buffers) for key, value in data.items()}
+    return data
+
+
+class Reassembler:
+    """Collects the binary attachments that follow a binary packet."""
+
+    __slots__ = ("_packet", "_buffers")
+
+    def __init__(self) -> None:
+        self._packet: Optional[Packet] = None
+        self._buffers: list[bytes] = []
+
+    def feed(self, message: Union[str, bytes]) -> Optional[Packet]:
+        """Feed one Engine.IO message; return a complete packet or None."""
+        if self._packet is None:
+            if isinstance(message, bytes):
+                raise PacketError("unexpected binary attachment")
+            packet = decode(message)
+            if packet.attachments == 0:
+                if packet.type in (BINARY_EVENT, BINARY_ACK):
+                    return packet._replace(type=packet.type - 3)
+                return packet
+            self._packet = packet
+            self._buffers = []
+            return None
+        if not isinstance(message, bytes):
+            raise PacketError("expected a binary attachment")
+        self._buffers.append(message)
+        packet = self._packet
+        if len(self._buffers) < packet.attachments:
+            return None
+        buffers, self._buffers, self._packet = self._buffers, [], None
+        return packet._replace(data=_reconstruct(packet.data, buffers))

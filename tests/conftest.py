@@ -1,0 +1,45 @@
+"""Shared fixtures: the Node puppet and the real daemon."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemon import Daemon
+from tests.support.puppet import Puppet
+
+JS_DIR = Path(__file__).resolve().parent / "js"
+
+
+@pytest.fixture
+def puppet():
+    """A running puppet (tests/js/puppet.js) holding socket.io-client sockets."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    if not (JS_DIR / "node_modules" / "socket.io-client").is_dir():
+        pytest.skip("socket.io-client is not installed: run `npm ci` in tests/js")
+    p = Puppet.start(JS_DIR)
+    yield p
+    p.stop()
+    if p.stderr():
+        print("puppet stderr:\n" + p.stderr())
+
+
+@pytest.fixture
+def daemon_factory(tmp_path):
+    """``start(config=None, env=None) -> Daemon``; every daemon is stopped at
+    teardown and its output printed (shown by pytest when the test fails)."""
+    daemons: list[Daemon] = []
+
+    def start(config=None, env=None, **kwargs) -> Daemon:
+        directory = tmp_path / f"daemon{len(daemons) + 1}"
+        daemon = Daemon.start(directory, config, env=env, **kwargs)
+        daemons.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in daemons:
+        code = daemon.stop()
+        print(f"--- daemon pid {daemon.pid} exited {code} ---\n{daemon.output()}")

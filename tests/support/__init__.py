@@ -1,0 +1,1 @@
+"""Test support: drive the real daemon and real socket.io-client sockets."""

@@ -1,8 +1,36 @@
-"""Registers jsongle's built-in JSONgle handlers as Twisted plugins."""
+"""Registers jsongle's built-in JSONgle handlers as Twisted plugins.
 
-from jsongle.signaling.builtin import builtin_actions, builtin_queries
+Each module-level provider of IPlugin is found by ``twisted.plugin.getPlugins``.
+"""
 
-_handlers = builtin_queries() + builtin_actions()
-for _index, _handler in enumerate(_handlers):
-    globals()[f"handler_{_index}"] = _handler
-del _index, _handler
+from jsongle.signaling.builtin import (
+    AcceptHandler,
+    AcknowledgedRelayHandler,
+    EventHandler,
+    HelloHandler,
+    JoinHandler,
+    LeaveHandler,
+    MetricsHandler,
+    MucJoinHandler,
+    ProposeHandler,
+    RelayHandler,
+)
+
+hello = HelloHandler()
+session_join = JoinHandler()
+muc_join = MucJoinHandler()
+session_leave = LeaveHandler()
+
+session_propose = ProposeHandler()
+session_accept = AcceptHandler()
+session_event = EventHandler()
+session_text = AcknowledgedRelayHandler("session-text")
+session_custom = AcknowledgedRelayHandler("session-custom")
+session_metrics = MetricsHandler()
+session_info = RelayHandler("session-info")
+session_proceed = RelayHandler("session-proceed")
+session_initiate = RelayHandler("session-initiate")
+transport_info = RelayHandler("transport-info")
+session_decline = RelayHandler("session-decline")
+session_retract = RelayHandler("session-retract")
+session_terminate = RelayHandler("session-terminate")

@@ -15,7 +15,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from jsongle.engineio import packet as eio
 from jsongle.engineio.packet import Packet
-from jsongle.engineio.session import TRANSPORT_ERROR, EngineSession
+from jsongle.engineio.session import PING_TIMEOUT, TRANSPORT_ERROR, EngineSession
 
 TEXT_CONTENT_TYPE = b"text/plain; charset=UTF-8"
 
@@ -26,7 +26,7 @@ class PollingTransport:
     name = "polling"
     log = Logger()
 
-    __slots__ = ("session", "_queue", "_request", "_closing", "_linger")
+    __slots__ = ("session", "_queue", "_request", "_closing", "_linger", "_probed")
 
     def __init__(self) -> None:
         self.session: Optional[EngineSession] = None
@@ -34,6 +34,7 @@ class PollingTransport:
         self._request: Optional[Request] = None
         self._closing = False
         self._linger: Optional[IDelayedCall] = None
+        self._probed = False
 
     # -- session side ------------------------------------------------------
 
@@ -46,30 +47,50 @@ class PollingTransport:
         """Deliver a CLOSE with what is queued, now or on the next GET.
 
         Without ``notify`` (the client asked to close) a pending GET is only
-        released with a NOOP.
+        released with a NOOP; so is a GET that races the client's close POST
+        (sent "at the same time", it may arrive just after it).
         """
         if self._closing:
             return
         self._closing = True
         if not notify:
-            self.release()
-            self._forget()
+            if self._request is not None:
+                self.release()
+                self._forget()
+            else:
+                self._queue = [Packet(eio.NOOP)]
+                self._linger_briefly()
             return
         self._queue.append(Packet(eio.CLOSE))
         if self._request is not None:
             self._flush()
         else:
-            # Keep the session reachable for one last GET, briefly.
+            # Keep the session reachable for one last GET, briefly, unless
+            # the client stopped answering pings: then, like engine.io, its
+            # sid is unknown at once (the next GET gets a 400).
             session = self.session
-            if session is not None:
-                server = session.server
-                server.retain(session)
-                self._linger = server.clock.callLater(
-                    server.options.ping_timeout / 1000.0, self._forget
-                )
+            if session is not None and session.close_reason == PING_TIMEOUT:
+                self._forget()
+            else:
+                self._linger_briefly()
+
+    def _linger_briefly(self) -> None:
+        """Keep a closed session findable until one more GET, or pingTimeout."""
+        session = self.session
+        if session is not None:
+            server = session.server
+            server.retain(session)
+            self._linger = server.clock.callLater(
+                server.options.ping_timeout / 1000.0, self._forget
+            )
 
     def release(self) -> None:
-        """Answer a pending GET with a NOOP (the client is upgrading)."""
+        """Answer a pending GET with a NOOP (the client is upgrading).
+
+        Once the probe is answered, later GETs get a NOOP at once too, until
+        the upgrade ends either way (engine.io does it within 100 ms).
+        """
+        self._probed = True
         if self._request is not None:
             if not self._queue:
                 self._queue.append(Packet(eio.NOOP))
@@ -102,7 +123,10 @@ class PollingTransport:
         request.setHeader(b"content-type", TEXT_CONTENT_TYPE)
         self._request = request
         request.notifyFinish().addErrback(self._request_lost, request)
-        if self._queue:
+        session = self.session
+        if self._probed and session is not None and session.upgrading:
+            self.release()
+        elif self._queue:
             self._flush()
         return NOT_DONE_YET
 

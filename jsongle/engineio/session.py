@@ -56,6 +56,7 @@ class EngineSession:
         "transport",
         "listener",
         "closed",
+        "close_reason",
         "upgrading",
         "server",
         "_clock",
@@ -77,6 +78,8 @@ class EngineSession:
         self.transport = transport
         self.listener: Optional[Listener] = None
         self.closed = False
+        #: Why the session ended (one of the reasons above), once closed.
+        self.close_reason: Optional[str] = None
         self.upgrading = False
         self.server = server
         self._clock = clock
@@ -111,6 +114,7 @@ class EngineSession:
 
     def _finish(self, reason: str) -> None:
         self.closed = True
+        self.close_reason = reason
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None

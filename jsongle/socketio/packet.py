@@ -184,4 +184,8 @@ class Reassembler:
         if len(self._buffers) < packet.attachments:
             return None
         buffers, self._buffers, self._packet = self._buffers, [], None
-        return packet._replace(data=_reconstruct(packet.data, buffers))
+        try:
+            data = _reconstruct(packet.data, buffers)
+        except RecursionError as exc:  # JSON nested deeper than Python recurses
+            raise PacketError("binary packet nested too deeply") from exc
+        return packet._replace(data=data)

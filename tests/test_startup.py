@@ -1,0 +1,108 @@
+"""Starting the daemon: bad configuration stops it by name; TLS works."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemon import REPO_ROOT, TWISTD_MAIN, run_expecting_failure
+
+TOKEN = "test-token"
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("wsPort", "abc"), ("useHTTPS", "maybe"), ("maxConcurrentUsers", "0"), ("pingInterval", "-5")],
+)
+def test_bad_value_stops_the_start(tmp_path, key, value):
+    code, output = run_expecting_failure(tmp_path, {key: value})
+    assert code != 0
+    assert key in output and repr(value) in output, output
+    assert "listening on" not in output
+
+
+@pytest.mark.parametrize("missing", ["key", "cert"])
+def test_https_with_a_missing_file_stops_the_start(tmp_path, missing):
+    key, cert = write_self_signed(tmp_path)
+    paths = {"key": key, "cert": cert}
+    paths[missing] = tmp_path / f"no-such-{missing}.pem"
+    code, output = run_expecting_failure(tmp_path / "run", {"useHTTPS": True, **paths})
+    assert code != 0
+    assert str(paths[missing]) in output, output
+    assert "listening on" not in output
+
+
+def test_https_with_a_garbage_key_stops_the_start(tmp_path):
+    _, cert = write_self_signed(tmp_path)
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a key\n")
+    code, output = run_expecting_failure(tmp_path / "run", {"useHTTPS": True, "key": garbage, "cert": cert})
+    assert code != 0
+    assert str(garbage) in output, output
+    assert "listening on" not in output
+
+
+def test_help_lists_the_config_option():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    result = subprocess.run(
+        [sys.executable, "-c", TWISTD_MAIN, "jsongle", "--help"],
+        cwd=str(REPO_ROOT),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--config" in result.stdout
+
+
+def write_self_signed(directory: Path) -> tuple[Path, Path]:
+    """A throwaway key and self-signed certificate for 127.0.0.1."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_path = directory / "key.pem"
+    cert_path = directory / "cert.pem"
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+def test_https_serves_socketio_over_tls(tmp_path, daemon_factory, puppet):
+    key, cert = write_self_signed(tmp_path / "tls")
+    daemon = daemon_factory({"useHTTPS": True, "key": key, "cert": cert})
+    url = f"https://127.0.0.1:{daemon.ws_port}"
+    puppet.connect("a", url, auth={"appToken": TOKEN}, rejectUnauthorized=False)
+    connected = puppet.next("a", "connect")
+    # Default transports: polling over https, then the upgrade over wss.
+    assert puppet.next("a", "upgrade")["transport"] == "websocket"
+    hello = puppet.next_jsongle("a", where=lambda m: m["jsongle"].get("query") == "session-hello")
+    assert hello["to"] == connected["id"]
+    assert "useHTTPS=false" not in daemon.output()

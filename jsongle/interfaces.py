@@ -72,6 +72,11 @@ class IHandlerRequest(Interface):
     config = Attribute("The server Config.")
     metrics = Attribute("The Metrics.")
     clock = Attribute("An IReactorTime.")
+    server_id = Attribute("The server's own id (config 'id'): the 'from' of what it builds.")
+    reply_to = Attribute(
+        "The 'to' of answers: the sender's 'from' when it is a string, else its "
+        "connection id (echoed only; reply() delivers to the real connection)."
+    )
 
     def reply(message):
         """Send a message to the sender."""

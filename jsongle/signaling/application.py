@@ -30,19 +30,6 @@ from jsongle.signaling.rooms import LeaveResult, Room
 from jsongle.socketio.server import ConnectRefused, Connection
 
 EVENT_NAME = "jsongle"
-CALL_ACTIONS = frozenset(
-    (
-        "session-propose",
-        "session-info",
-        "session-proceed",
-        "session-initiate",
-        "transport-info",
-        "session-decline",
-        "session-retract",
-        "session-accept",
-        "session-terminate",
-    )
-)
 
 
 @implementer(IHandlerRequest)
@@ -235,7 +222,8 @@ class SignalingApplication:
                 return
             # 4. anybody to talk to (P2P rooms)?
             if room.kind == m.ROOM and len(room.members) < 2:
-                if action in CALL_ACTIONS:
+                handler = self.handlers.action(action)
+                if handler is not None and handler.call:
                     member.deliver(m.session_info(server_id, reply_to, jsongle, "unreachable", {"ended": m.iso_date(self.clock.seconds())}))
                 else:
                     member.deliver(

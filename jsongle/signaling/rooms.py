@@ -59,7 +59,8 @@ class InMemoryRoomRegistry:
         self.caps = caps
         self._rooms: dict[str, Room] = {}
         self._rooms_of: dict[str, set[str]] = {}
-        self._mucs_of_user: dict[str, int] = {}
+        # uid -> {MUC rid: connections of that uid in it}: the cap counts rooms, not devices.
+        self._mucs_of_user: dict[str, dict[str, int]] = {}
 
     def join(self, rid: str, kind: str, member: RoomMember) -> Deferred:
         try:
@@ -80,9 +81,11 @@ class InMemoryRoomRegistry:
         if kind == MUC:
             if len(others) >= self.caps.max_members_per_multi_room:
                 raise JsongleError(errors.FULL, "Max number of members per multi room already reached")
-            if self._mucs_of_user.get(member.uid, 0) >= self.caps.max_multi_room_per_user:
+            mucs = self._mucs_of_user.get(member.uid, {})
+            if rid not in mucs and len(mucs) >= self.caps.max_multi_room_per_user:
                 raise JsongleError(errors.TOO_MANY_ROOMS, "Max number of multi rooms per user already reached")
-            self._mucs_of_user[member.uid] = self._mucs_of_user.get(member.uid, 0) + 1
+            mucs[rid] = mucs.get(rid, 0) + 1
+            self._mucs_of_user[member.uid] = mucs
         elif len(others) >= self.caps.max_members_per_room:
             raise JsongleError(errors.FULL, "Max number of members per room already reached")
         room = Room(rid, kind, others + (member,))
@@ -116,10 +119,11 @@ class InMemoryRoomRegistry:
             if not mine:
                 del self._rooms_of[connection_id]
         if room.kind == MUC:
-            count = self._mucs_of_user.get(left.uid, 0) - 1
+            mucs = self._mucs_of_user.get(left.uid, {})
+            count = mucs.pop(rid, 0) - 1
             if count > 0:
-                self._mucs_of_user[left.uid] = count
-            else:
+                mucs[rid] = count
+            elif not mucs:
                 self._mucs_of_user.pop(left.uid, None)
         return LeaveResult(rid, room.kind, left, remaining)
 

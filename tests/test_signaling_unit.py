@@ -1,0 +1,364 @@
+"""The JSONgle application against recorded fake connections and a Clock.
+
+SignalingApplication with the built-in handlers, the in-memory room registry
+and metrics on a private CollectorRegistry: the business counters, exact
+dates, and what a failing handler does to its sender and to everyone else.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Optional
+
+import pytest
+from prometheus_client import CollectorRegistry
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from jsongle.config import Config
+from jsongle.interfaces import IActionHandler, IHandlerRequest
+from jsongle.metrics import Metrics
+from jsongle.signaling import errors
+from jsongle.signaling.application import SignalingApplication
+from jsongle.signaling.builtin import builtin_actions, builtin_queries
+from jsongle.signaling.errors import JsongleError
+from jsongle.signaling.handlers import HandlerSet
+from jsongle.signaling.rooms import InMemoryRoomRegistry, RoomCaps
+
+SERVER_ID = "jsongle-server"
+START = 1795514400.25  # 2026-11-24T10:00:00.250Z
+START_DATE = "2026-11-24T10:00:00.250Z"
+
+
+class FakeConnection:
+    """What the application sees of a Socket.IO connection; records emits."""
+
+    def __init__(self, sid: str) -> None:
+        self.sid = sid
+        self.remote = "127.0.0.1:40000"
+        self.state: Any = None
+        self.sent: list[dict[str, Any]] = []
+
+    def emit(self, event: str, *args: Any, callback: Any = None) -> None:
+        assert event == "jsongle" and len(args) == 1 and callback is None
+        self.sent.append(args[0])
+
+    def take(self) -> list[dict[str, Any]]:
+        """The messages received since the last take."""
+        sent, self.sent = self.sent, []
+        return sent
+
+    def take_one(self) -> dict[str, Any]:
+        sent = self.take()
+        assert len(sent) == 1, sent
+        return sent[0]
+
+
+class Server:
+    """A SignalingApplication wired with explicit parts, and helpers to drive it."""
+
+    def __init__(self, config: Config = Config(), handlers: Optional[HandlerSet] = None) -> None:
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.metrics = Metrics(CollectorRegistry())
+        self.rooms = InMemoryRoomRegistry(
+            RoomCaps(config.max_members_per_room, config.max_members_per_multi_room, config.max_multi_room_per_user)
+        )
+        self.handlers = handlers or HandlerSet(builtin_queries(), builtin_actions())
+        self.app = SignalingApplication(config, self.rooms, self.handlers, self.metrics, self.clock)
+        self._ids = itertools.count(1)
+
+    def connect(self, uid: str) -> FakeConnection:
+        connection = FakeConnection(f"sid-{uid}-{next(self._ids)}")
+        self.app.connect(connection, {})
+        hello = connection.take_one()["jsongle"]
+        self.send(connection, SERVER_ID, {"action": "iq-result", "query": "session-hello", "transaction": hello["transaction"], "description": {"uid": uid}})
+        assert connection.take_one()["jsongle"]["status"] == "success"
+        return connection
+
+    def send(self, connection: FakeConnection, to: Any, jsongle: Any) -> dict[str, Any]:
+        message = {"id": f"m{next(self._ids)}", "from": connection.sid, "to": to, "jsongle": jsongle}
+        self.app.event(connection, "jsongle", [message], None)
+        return message
+
+    def join(self, connection: FakeConnection, rid: str, query: str = "session-join") -> dict[str, Any]:
+        """The iq answer (other messages received so far are dropped)."""
+        connection.take()
+        self.send(connection, SERVER_ID, {"action": "iq-set", "query": query, "transaction": "t", "description": {"rid": rid}})
+        return connection.take_one()["jsongle"]
+
+    def leave(self, connection: FakeConnection, rid: str) -> dict[str, Any]:
+        return self.join(connection, rid, "session-leave")
+
+    def value(self, name: str) -> float:
+        value = self.metrics.registry.get_sample_value(name)
+        assert value is not None, name
+        return value
+
+
+def pair(server: Server, rid: str = "r1", query: str = "session-join") -> tuple[FakeConnection, FakeConnection]:
+    alice, bob = server.connect("alice"), server.connect("bob")
+    assert server.join(alice, rid, query)["action"] == "iq-result"
+    assert server.join(bob, rid, query)["action"] == "iq-result"
+    alice.take()  # joined
+    return alice, bob
+
+
+# -- business metrics ------------------------------------------------------
+
+
+def test_users():
+    server = Server()
+    alice, bob = server.connect("alice"), server.connect("bob")
+    assert server.value("users_count") == 2
+    assert server.value("users_total") == 2
+    server.clock.advance(90)
+    server.app.disconnect(alice, "transport close")
+    assert server.value("users_count") == 1
+    assert server.value("users_total") == 2
+    assert server.value("duration_total") == 1.5
+    server.app.disconnect(alice, "transport close")  # twice counts once
+    assert server.value("users_count") == 1
+
+
+def test_conferences():
+    server = Server()
+    alice, bob = server.connect("alice"), server.connect("bob")
+    server.join(alice, "r1")
+    assert (server.value("conferences_count"), server.value("conferences_total")) == (1, 1)
+    server.join(bob, "r1")
+    server.join(bob, "r1")  # already there
+    assert (server.value("conferences_count"), server.value("conferences_total")) == (1, 1)
+    server.join(alice, "#muc#m1", "muc-join")
+    assert (server.value("conferences_count"), server.value("conferences_total")) == (2, 2)
+    server.leave(bob, "r1")
+    assert server.value("conferences_count") == 2
+    server.app.disconnect(alice, "transport close")  # empties both rooms
+    assert (server.value("conferences_count"), server.value("conferences_total")) == (0, 2)
+    server.join(bob, "r1")
+    assert (server.value("conferences_count"), server.value("conferences_total")) == (1, 3)
+
+
+def test_p2p_calls():
+    server = Server()
+    alice, bob = pair(server)
+    server.send(bob, "r1", {"action": "session-accept", "sid": "c1", "description": {}})
+    assert server.value("p2p_total") == 1
+    assert alice.take_one()["jsongle"]["action"] == "session-accept"
+    # Alone in the room: unreachable, not counted.
+    server.leave(bob, "r1")
+    alice.take()
+    server.send(alice, "r1", {"action": "session-accept", "sid": "c2", "description": {}})
+    assert alice.take_one()["jsongle"]["reason"] == "unreachable"
+    assert server.value("p2p_total") == 1
+
+
+def test_p2p_failed_and_duration():
+    server = Server()
+    alice, bob = pair(server)
+    for description in (
+        {"error": "ice-failed", "duration": 12.5},
+        {"error": "other"},
+        {"duration": 3},
+        {"duration": "7"},
+        {"duration": True},
+        {"duration": -4},
+    ):
+        server.send(alice, "r1", {"action": "session-metrics", "description": description})
+    server.send(alice, SERVER_ID, {"action": "session-metrics", "description": {"error": "ice-failed"}})
+    server.send(alice, "r1", {"action": "session-metrics"})
+    assert server.value("p2p_failed_total") == 2
+    assert server.value("p2p_duration_total") == 15.5
+    # Never relayed, never answered.
+    assert alice.take() == [] and bob.take() == []
+
+
+def test_messages_and_reactions():
+    server = Server()
+    alice, bob = pair(server, "#muc#m1", "muc-join")
+    server.send(alice, "#muc#m1", {"action": "session-text", "namespace": "muc", "description": {"content": "hi"}})
+    server.send(alice, "#muc#m1", {"action": "session-text", "namespace": "room", "description": {"content": "hi"}})
+    server.send(alice, "#muc#m1", {"action": "session-custom", "namespace": "muc", "description": {}})
+    assert server.value("messages_total") == 1
+    server.send(bob, "#muc#m1", {"action": "session-event", "namespace": "muc", "event": "reaction", "description": {}})
+    server.send(bob, "#muc#m1", {"action": "session-event", "namespace": "room", "event": "reaction", "description": {}})
+    server.send(bob, "#muc#m1", {"action": "session-event", "namespace": "muc", "event": "typing", "description": {}})
+    assert server.value("reactions_total") == 1
+    assert [m["jsongle"]["action"] for m in bob.take()] == ["session-text", "session-text", "session-custom"]
+    assert len(alice.take()) == 3 + 3  # three acks, three relays
+
+
+# -- dates come from the injected clock ------------------------------------
+
+
+def test_dates_come_from_the_clock():
+    server = Server()
+    alice, bob = pair(server)
+    server.clock.advance(1.5)
+    message = server.send(alice, "r1", {"action": "session-text", "namespace": "room", "description": {"content": "hi"}})
+    assert bob.take_one() == {
+        "id": message["id"],
+        "from": "r1",
+        "to": bob.sid,
+        "jsongle": {
+            "action": "session-text",
+            "namespace": "room",
+            "description": {"content": "hi", "sent": "2026-11-24T10:00:01.750Z", "relayed": "2026-11-24T10:00:01.750Z"},
+        },
+    }
+    ack = alice.take_one()
+    assert ack["jsongle"] == {
+        "action": "session-event",
+        "namespace": "room",
+        "event": "ack",
+        "description": {"acknowledged": "2026-11-24T10:00:01.750Z", "mid": message["id"], "type": "server-received"},
+    }
+
+
+def test_hello_date():
+    server = Server()
+    connection = FakeConnection("sid-x")
+    server.app.connect(connection, {})
+    assert connection.take_one()["jsongle"]["description"]["connected"] == START_DATE
+
+
+# -- caps ------------------------------------------------------------------
+
+
+def test_muc_cap_counts_rooms_not_devices():
+    """One user on two devices in one MUC room is in one room."""
+    server = Server(Config(max_multi_room_per_user=1))
+    phone, laptop = server.connect("alice"), server.connect("alice")
+    assert server.join(phone, "#muc#m1", "muc-join")["action"] == "iq-result"
+    assert server.join(laptop, "#muc#m1", "muc-join")["action"] == "iq-result"
+    phone.take()  # joined
+    refused = server.join(laptop, "#muc#m2", "muc-join")
+    assert refused["description"] == {"errorCode": 403003, "errorDetails": "Max number of multi rooms per user already reached"}
+    # One device leaving keeps the room counted; both leaving frees it.
+    server.leave(phone, "#muc#m1")
+    assert server.join(phone, "#muc#m2", "muc-join")["action"] == "iq-error"
+    server.leave(laptop, "#muc#m1")
+    assert server.join(phone, "#muc#m2", "muc-join")["action"] == "iq-result"
+
+
+# -- failing handlers ------------------------------------------------------
+
+
+@implementer(IActionHandler)
+class Failing:
+    """An action handler that fails: at once, or a second later (request.clock)."""
+
+    call = False
+
+    def __init__(self, action: str, error: Exception, later: bool = False) -> None:
+        self.action = action
+        self.error = error
+        self.later = later
+
+    def handle(self, request: Any) -> Optional[Deferred]:
+        if not self.later:
+            raise self.error
+        result: Deferred = Deferred()
+        request.clock.callLater(1, result.errback, self.error)
+        return result
+
+
+@implementer(IActionHandler)
+class Ringing:
+    """A plugin call action: alone in a P2P room the sender hears 'unreachable'."""
+
+    action = "session-ring"
+    call = True
+
+    def handle(self, request: Any) -> None:
+        request.relay(request.message)
+
+
+@implementer(IActionHandler)
+class Probe:
+    """Keeps the requests it is given."""
+
+    action = "session-probe"
+    call = False
+
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+
+    def handle(self, request: Any) -> None:
+        self.requests.append(request)
+
+
+def failing_server() -> Server:
+    extra = [
+        Failing("session-boom", RuntimeError("boom")),
+        Failing("session-later", ValueError("later"), later=True),
+        Failing("session-refused", JsongleError(errors.ACTION_NOT_ALLOWED, "not today")),
+        Ringing(),
+    ]
+    return Server(handlers=HandlerSet(builtin_queries(), builtin_actions() + extra))
+
+
+@pytest.mark.parametrize("action", ["session-boom", "session-later"])
+def test_failing_handler_answers_internal_error(action):
+    server = failing_server()
+    alice, bob = pair(server, "r1")
+    carol, dave = server.connect("carol"), server.connect("dave")
+    server.join(carol, "r2")
+    server.join(dave, "r2")
+    carol.take()
+    server.send(alice, "r1", {"action": action, "description": {}})
+    server.clock.advance(1)
+    error = alice.take_one()
+    assert error["from"] == SERVER_ID and error["to"] == alice.sid
+    assert error["jsongle"] == {"action": "session-error", "description": {"errorCode": 500001, "errorDetails": "internal error"}}
+    assert bob.take() == []
+    # Everyone else, and Alice herself, carry on.
+    message = server.send(carol, "r2", {"action": "session-info", "sid": "c1", "description": {}})
+    assert dave.take_one()["id"] == message["id"]
+    message = server.send(alice, "r1", {"action": "session-info", "sid": "c1", "description": {}})
+    assert bob.take_one()["id"] == message["id"]
+
+
+def test_handler_raising_jsongle_error():
+    server = failing_server()
+    alice, bob = pair(server)
+    server.send(alice, "r1", {"action": "session-refused"})
+    assert alice.take_one()["jsongle"]["description"] == {"errorCode": 405001, "errorDetails": "not today"}
+
+
+def test_call_attribute_of_a_plugin_action():
+    server = failing_server()
+    alice = server.connect("alice")
+    server.join(alice, "r1")
+    server.send(alice, "r1", {"action": "session-ring", "sid": "c1", "initiator": "a", "responder": "b"})
+    assert alice.take_one()["jsongle"] == {
+        "sid": "c1",
+        "action": "session-info",
+        "reason": "unreachable",
+        "initiator": "a",
+        "responder": "b",
+        "description": {"ended": START_DATE},
+    }
+    server.send(alice, "r1", {"action": "session-boom"})  # call = False
+    assert alice.take_one()["jsongle"]["description"]["errorCode"] == 404003
+
+
+def test_handler_request_provides_its_interface():
+    probe = Probe()
+    server = Server(handlers=HandlerSet(builtin_queries(), builtin_actions() + [probe]))
+    alice, bob = pair(server)
+    server.send(alice, "r1", {"action": "session-probe"})
+    message = {"id": "p1", "from": "spoofed", "to": SERVER_ID, "jsongle": {"action": "session-probe"}}
+    server.app.event(alice, "jsongle", [message], None)
+    in_room, to_server = probe.requests
+    for request in (in_room, to_server):
+        assert verifyObject(IHandlerRequest, request)
+        assert request.member.uid == "alice" and request.server_id == SERVER_ID
+        assert request.now() == START_DATE
+    assert in_room.room.rid == "r1" and [m.uid for m in in_room.room.members] == ["alice", "bob"]
+    assert in_room.reply_to == alice.sid
+    assert to_server.room is None and to_server.reply_to == "spoofed"
+    assert to_server.relay(message) == 0
+    assert alice.take() == [] and bob.take() == []

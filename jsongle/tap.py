@@ -46,6 +46,10 @@ class Options(usage.Options):
             raise usage.UsageError(f"bad configuration: {error}")
         if self.config.use_https:
             self.tls = tls_options(self.config)
+        try:
+            self.handlers = discover()
+        except HandlerConflict as error:
+            raise usage.UsageError(f"handler plugins conflict: {error}")
 
 
 def tls_options(config: Config) -> ssl.CertificateOptions:
@@ -132,11 +136,7 @@ def makeService(options: Options) -> service.IService:
     from twisted.internet import reactor
 
     config: Config = options.config
-    try:
-        handlers = discover()
-    except HandlerConflict as error:
-        raise usage.UsageError(f"handler plugins conflict: {error}")
-    signaling = Signaling(config, reactor, handlers)
+    signaling = Signaling(config, reactor, options.handlers)
     root = JsongleService(signaling, ConsoleLevel(config.log_default_level), options.warnings)
     interface = config.listen_address or ""
     if config.use_https:

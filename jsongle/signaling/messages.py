@@ -30,7 +30,11 @@ def iso_date(seconds: float) -> str:
 
 
 def envelope(sender: str, to: Optional[str], jsongle: dict[str, Any]) -> dict[str, Any]:
-    return {"id": new_id(), "from": sender, "to": to, "jsongle": jsongle}
+    """A message; absent values are left out, as JSON.stringify does in Node."""
+    message = {"id": new_id(), "from": sender, "to": to, "jsongle": {k: v for k, v in jsongle.items() if v is not None}}
+    if to is None:
+        del message["to"]
+    return message
 
 
 def iq(sender: str, to: Optional[str], action: str, transaction: Any, query: Any, description: Any) -> dict[str, Any]:

@@ -1,33 +1,123 @@
-"""Business metrics on an injected Prometheus registry (never the global one)."""
+"""Metrics on an injected Prometheus registry (never the global one).
+
+The business set keeps the names of the original JSONgle-Server (``users_count``,
+``recv_total``...); operator metrics live under the ``jsongle_`` prefix.  On
+the hot path the application only adds to integers or calls a cached label
+child, so a message costs no dict built for metrics.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from typing import Callable, Iterator, Optional
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+
+#: The names ``GET /stats`` answers with, in the order of PROTOCOL §8.
+BUSINESS = (
+    "users_count",
+    "users_total",
+    "conferences_count",
+    "conferences_total",
+    "duration_total",
+    "recv_total",
+    "sent_total",
+    "p2p_total",
+    "p2p_failed_total",
+    "p2p_duration_total",
+    "messages_total",
+    "reactions_total",
+)
+
+TRANSPORTS = ("polling", "websocket")
+
+#: Relay latency inside the server: 0.1 ms .. 100 ms.
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+
+class _Traffic:
+    """Exposes ``recv``/``sent`` (MB) from byte counts kept as plain integers."""
+
+    def __init__(self, metrics: "Metrics") -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily("recv", "MB of JSONgle traffic received", value=self._metrics.received_bytes / 1e6)
+        yield CounterMetricFamily("sent", "MB of JSONgle traffic sent", value=self._metrics.sent_bytes / 1e6)
+
+
+class _Labelled:
+    """A labelled metric whose children are cached by label value."""
+
+    __slots__ = ("metric", "_children")
+
+    def __init__(self, metric: Counter) -> None:
+        self.metric = metric
+        self._children: dict[str, Counter] = {}
+
+    def __call__(self, value: str) -> Counter:
+        child = self._children.get(value)
+        if child is None:
+            child = self._children[value] = self.metric.labels(value)
+        return child
 
 
 class Metrics:
-    """The JSONgle-Server metric set, under its original names."""
+    """The JSONgle-Server metric set, under its original names, and operator metrics."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.users_count = Gauge("users_count", "Connected clients", registry=registry)
         self.users = Counter("users", "Clients connected since start", registry=registry)
+        #: Non-empty rooms: a callback on the room registry (see ``watch_rooms``).
         self.conferences_count = Gauge("conferences_count", "Non-empty rooms", registry=registry)
         self.conferences = Counter("conferences", "Rooms created since start", registry=registry)
         self.duration = Counter("duration", "Connected minutes, all users", registry=registry)
-        self.recv = Counter("recv", "MB of JSONgle traffic received", registry=registry)
-        self.sent = Counter("sent", "MB of JSONgle traffic sent", registry=registry)
+        #: Bytes of JSONgle traffic (Socket.IO packets of the jsongle event), exposed in MB.
+        self.received_bytes = 0
+        self.sent_bytes = 0
+        registry.register(_Traffic(self))
         self.p2p = Counter("p2p", "P2P calls accepted", registry=registry)
         self.p2p_failed = Counter("p2p_failed", "P2P calls reported failed (ice-failed)", registry=registry)
         self.p2p_duration = Counter("p2p_duration", "Reported P2P call durations", registry=registry)
         self.messages = Counter("messages", "MUC text messages", registry=registry)
         self.reactions = Counter("reactions", "MUC reactions", registry=registry)
+        # -- operator metrics --
+        self.connections = Gauge(
+            "jsongle_connections", "Connected clients by Engine.IO transport", ["transport"], registry=registry
+        )
+        self.relayed = _Labelled(
+            Counter("jsongle_relayed_messages", "Copies relayed to room members, by action", ["action"], registry=registry)
+        )
+        self.iq_errors = _Labelled(Counter("jsongle_iq_errors", "iq-error answers, by errorCode", ["code"], registry=registry))
+        self.connect_errors = _Labelled(
+            Counter("jsongle_connect_errors", "Refused Socket.IO connections, by reason", ["reason"], registry=registry)
+        )
+        self.relay_latency = Histogram(
+            "jsongle_relay_latency_seconds",
+            "From receiving a message to having handed all its copies to the transports",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+    def watch_rooms(self, room_count: Callable[[], int]) -> None:
+        """Read ``conferences_count`` from the room registry at each scrape: exact by construction."""
+        self.conferences_count.set_function(room_count)
+
+    def watch_connections(self, count: Callable[[str], int]) -> None:
+        """Read ``jsongle_connections{transport}`` at each scrape (connects, upgrades, disconnects)."""
+        for transport in TRANSPORTS:
+            self.connections.labels(transport).set_function(lambda transport=transport: count(transport))
+
+    def connect_refused(self, reason: str, namespace: Optional[str] = None) -> None:
+        """Count a refused connection (also usable as ``SocketIOServer.on_refused``)."""
+        self.connect_errors(reason).inc()
 
     def stats(self) -> dict[str, float]:
-        """The metrics as a flat mapping of exposed names to values."""
-        flat: dict[str, float] = {}
+        """The business metrics as a flat mapping of exposed names to values (``GET /stats``)."""
+        flat = dict.fromkeys(BUSINESS, 0.0)
         for family in self.registry.collect():
             for sample in family.samples:
-                if not sample.labels and not sample.name.endswith("_created"):
+                if sample.name in flat and not sample.labels:
                     flat[sample.name] = sample.value
         return flat

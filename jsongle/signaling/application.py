@@ -9,7 +9,7 @@ message to the handler that claims it.  Handlers get an
 from __future__ import annotations
 
 import hmac
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IReactorTime
@@ -36,14 +36,18 @@ EVENT_NAME = "jsongle"
 class HandlerRequest:
     """One received message, with what its handler may use."""
 
-    __slots__ = ("app", "message", "jsongle", "member", "room")
+    __slots__ = ("app", "message", "jsongle", "member", "room", "received_at")
 
-    def __init__(self, app: "SignalingApplication", message: dict, member: Member, room: Optional[Room]) -> None:
+    def __init__(
+        self, app: "SignalingApplication", message: dict, member: Member, room: Optional[Room], received_at: float = 0.0
+    ) -> None:
         self.app = app
         self.message = message
         self.jsongle: dict[str, Any] = message["jsongle"]
         self.member = member
         self.room = room
+        #: clock.seconds() when the message arrived (relay latency).
+        self.received_at = received_at
 
     rooms = property(lambda self: self.app.rooms)
     config = property(lambda self: self.app.config)
@@ -77,13 +81,19 @@ class HandlerRequest:
         else:
             origin = room.rid
         count = 0
+        app = self.app
         for target in room.members:
             if target.connection_id != sender.connection_id:
                 copy = dict(message)
                 copy["from"] = origin
                 copy["to"] = target.connection_id
-                self.app.send(target.connection_id, copy)
+                app.send(target.connection_id, copy)
                 count += 1
+        if count:
+            metrics = app.metrics
+            metrics.relay_latency.observe(app.clock.seconds() - self.received_at)
+            action = self.jsongle.get("action")
+            metrics.relayed(action if isinstance(action, str) else "").inc(count)
         return count
 
     def announce_leave(self, result: LeaveResult) -> None:
@@ -114,6 +124,8 @@ class SignalingApplication:
         self.metrics = metrics
         self.clock = clock
         self._connections: dict[str, Connection] = {}
+        metrics.watch_rooms(rooms.room_count)
+        metrics.watch_connections(self.connections_on)
 
     # -- ISocketApplication ------------------------------------------------
 
@@ -122,11 +134,11 @@ class SignalingApplication:
         if expected:
             token = auth.get("appToken")
             if not isinstance(token, str) or not token:
-                raise ConnectRefused("missing appToken")
+                self._refuse("missing appToken")
             if not hmac.compare_digest(token.encode("utf-8"), expected.encode("utf-8")):
-                raise ConnectRefused("invalid appToken")
+                self._refuse("invalid appToken")
         if len(self._connections) >= self.config.max_concurrent_users:
-            raise ConnectRefused("server full")
+            self._refuse("server full")
         member = Member(connection.sid, self._deliverer(connection), self.clock.seconds())
         connection.state = member
         self._connections[connection.sid] = connection
@@ -150,9 +162,14 @@ class SignalingApplication:
             )
         )
 
+    def _refuse(self, reason: str) -> NoReturn:
+        self.metrics.connect_refused(reason)
+        raise ConnectRefused(reason)
+
     def event(self, connection: Connection, name: str, args: list[Any], ack: Optional[Callable[..., None]]) -> None:
         if name != EVENT_NAME:
             return
+        self.metrics.received_bytes += getattr(connection, "last_size", 0)
         member: Member = connection.state
         message = args[0] if args else None
         try:
@@ -175,22 +192,29 @@ class SignalingApplication:
     # -- delivery ----------------------------------------------------------
 
     def _deliverer(self, connection: Connection) -> Callable[[dict[str, Any]], None]:
+        metrics = self.metrics
+
         def deliver(message: dict[str, Any]) -> None:
-            connection.emit(EVENT_NAME, message)
+            metrics.sent_bytes += connection.emit(EVENT_NAME, message) or 0
 
         return deliver
 
     def send(self, connection_id: str, message: dict[str, Any]) -> None:
         connection = self._connections.get(connection_id)
         if connection is not None:
-            connection.emit(EVENT_NAME, message)
+            self.metrics.sent_bytes += connection.emit(EVENT_NAME, message) or 0
 
     def connection_count(self) -> int:
         return len(self._connections)
 
+    def connections_on(self, transport: str) -> int:
+        """Connected clients carried by ``transport`` now (read at scrape time)."""
+        return sum(1 for c in self._connections.values() if getattr(c, "transport", None) == transport)
+
     # -- the checks, in order ----------------------------------------------
 
     def receive(self, member: Member, message: Any) -> None:
+        received_at = self.clock.seconds()
         server_id = self.config.server_id
         reply_to = member.connection_id
         if isinstance(message, dict):
@@ -232,7 +256,7 @@ class SignalingApplication:
                         )
                     )
                 return
-        request = HandlerRequest(self, message, member, room)
+        request = HandlerRequest(self, message, member, room, received_at)
         if action == m.IQ_SET or action == m.IQ_RESULT:
             self._query(request, action)
             return
@@ -261,6 +285,9 @@ class SignalingApplication:
 
     def _iq_answer(self, request: HandlerRequest, action: str, description: Any) -> None:
         jsongle = request.jsongle
+        if action == m.IQ_ERROR:
+            code = description.get("errorCode") if isinstance(description, dict) else None
+            self.metrics.iq_errors(str(code)).inc()
         request.reply(
             m.iq(self.config.server_id, request.reply_to, action, jsongle.get("transaction"), jsongle.get("query"), description)
         )
@@ -289,11 +316,9 @@ class SignalingApplication:
             self.announce_leave(result)
 
     def announce_leave(self, result: LeaveResult) -> None:
-        """Tell the remaining members; count the room gone when it emptied."""
+        """Tell the remaining members (conferences_count reads the registry)."""
         for target in result.remaining:
             self.send(
                 target.connection_id,
                 m.event(self.config.server_id, target.connection_id, result.kind, "left", {"member": result.left.identity, "rid": result.rid}),
             )
-        if not result.remaining:
-            self.metrics.conferences_count.dec()

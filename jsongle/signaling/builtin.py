@@ -62,7 +62,6 @@ class JoinHandler:
         member = request.member
         if not result.already:
             if result.created:
-                request.metrics.conferences_count.inc()
                 request.metrics.conferences.inc()
             for other in result.others:
                 request.send(

@@ -7,7 +7,7 @@ acknowledgements, and calls the application of each namespace through
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from jsongle.engineio.server import new_sid
-from jsongle.engineio.session import FORCED_CLOSE, PARSE_ERROR, EngineSession
+from jsongle.engineio.session import FORCED_CLOSE, PARSE_ERROR, SERVER_SHUTDOWN, EngineSession
 from jsongle.interfaces import ISocketApplication
 from jsongle.socketio import packet as sio
 from jsongle.socketio.packet import Packet
@@ -37,10 +37,21 @@ class ConnectRefused(Exception):
         self.data = data
 
 
+def encoded_size(items: list[Any]) -> int:
+    """Bytes of encoded Engine.IO messages (UTF-8 text, binary attachments)."""
+    size = 0
+    for item in items:
+        if isinstance(item, str):
+            size += len(item) if item.isascii() else len(item.encode("utf-8"))
+        else:
+            size += len(item)
+    return size
+
+
 class Connection:
     """One client connected to one namespace: what an application talks to."""
 
-    __slots__ = ("sid", "namespace", "client", "accepted", "state", "_pending", "_acks", "_next_ack")
+    __slots__ = ("sid", "namespace", "client", "accepted", "state", "last_size", "_pending", "_acks", "_next_ack")
 
     def __init__(self, sid: str, namespace: str, client: "SocketIOClient") -> None:
         self.sid = sid
@@ -49,6 +60,8 @@ class Connection:
         self.accepted = False
         #: Free for the application (e.g. its per-connection session).
         self.state: Any = None
+        #: Encoded bytes of the packet being handled (set before ``event``).
+        self.last_size = 0
         self._pending: Optional[list[list[Any]]] = []
         self._acks: dict[int, Callable[..., None]] = {}
         self._next_ack = 0
@@ -65,14 +78,20 @@ class Connection:
     def connected(self) -> bool:
         return self.accepted and self.client.connections.get(self.namespace) is self
 
-    def emit(self, event: str, *args: Any, callback: Optional[Callable[..., None]] = None) -> None:
-        """Send an event; ``callback`` receives the client's acknowledgement."""
+    def emit(self, event: str, *args: Any, callback: Optional[Callable[..., None]] = None) -> int:
+        """Send an event; ``callback`` receives the client's acknowledgement.
+
+        Returns the encoded size in bytes, so the application can count its
+        traffic without encoding twice.
+        """
         ack_id = None
         if callback is not None:
             ack_id = self._next_ack
             self._next_ack += 1
             self._acks[ack_id] = callback
-        self._send(Packet(sio.EVENT, self.namespace, [event, *args], ack_id))
+        items = sio.encode(Packet(sio.EVENT, self.namespace, [event, *args], ack_id))
+        self._send_items(items)
+        return encoded_size(items)
 
     def disconnect(self, close: bool = False) -> None:
         """Disconnect this client from the namespace (and the server if ``close``)."""
@@ -83,17 +102,20 @@ class Connection:
             self.client.session.close(FORCED_CLOSE)
 
     def _send(self, packet: Packet) -> None:
-        if self._pending is not None and packet.type != sio.CONNECT:
-            self._pending.append(packet)  # type: ignore[arg-type]
+        self._send_items(sio.encode(packet))
+
+    def _send_items(self, items: list[Any]) -> None:
+        if self._pending is not None:
+            self._pending.append(items)  # delivered after the CONNECT reply
             return
-        self.client.session.send_many(sio.encode(packet))
+        self.client.session.send_many(items)
 
     def _accept(self) -> None:
         self.accepted = True
         pending, self._pending = self._pending, None
         self.client.session.send_many(sio.encode(Packet(sio.CONNECT, self.namespace, {"sid": self.sid})))
-        for packet in pending or ():
-            self._send(packet)  # type: ignore[arg-type]
+        for items in pending or ():
+            self._send_items(items)
 
     def _ack_callback(self, ack_id: int) -> Callable[..., None]:
         sent = []
@@ -109,7 +131,7 @@ class Connection:
 class SocketIOClient:
     """The Socket.IO state of one Engine.IO session (its namespaces)."""
 
-    __slots__ = ("server", "session", "connections", "_reassembler", "_connect_timer")
+    __slots__ = ("server", "session", "connections", "_reassembler", "_connect_timer", "_received")
 
     log = Logger()
 
@@ -119,11 +141,16 @@ class SocketIOClient:
         self.connections: dict[str, Connection] = {}
         self._reassembler = sio.Reassembler()
         self._connect_timer: Optional[IDelayedCall] = None
+        self._received = 0  # bytes of the packet being reassembled
         self._start_connect_timer()
 
     # -- Engine.IO listener ------------------------------------------------
 
     def on_message(self, data: Any) -> None:
+        if isinstance(data, str):
+            self._received += len(data) if data.isascii() else len(data.encode("utf-8"))
+        else:
+            self._received += len(data)
         try:
             packet = self._reassembler.feed(data)
         except sio.PacketError as exc:
@@ -131,7 +158,8 @@ class SocketIOClient:
             self.session.close(PARSE_ERROR)
             return
         if packet is not None:
-            self._dispatch(packet)
+            size, self._received = self._received, 0
+            self._dispatch(packet, size)
 
     def on_close(self, reason: str) -> None:
         self._cancel_connect_timer()
@@ -142,12 +170,13 @@ class SocketIOClient:
 
     # -- packets -----------------------------------------------------------
 
-    def _dispatch(self, packet: Packet) -> None:
+    def _dispatch(self, packet: Packet, size: int = 0) -> None:
         kind = packet.type
         if kind == sio.EVENT or kind == sio.BINARY_EVENT:
             connection = self.connections.get(packet.namespace)
             if connection is None or not connection.accepted:
                 return
+            connection.last_size = size
             ack = connection._ack_callback(packet.id) if packet.id is not None else None
             self.server.call(connection, "event", packet.data[0], packet.data[1:], ack)
         elif kind == sio.ACK or kind == sio.BINARY_ACK:
@@ -170,6 +199,7 @@ class SocketIOClient:
     def _connect(self, namespace: str, auth: Optional[dict[str, Any]]) -> None:
         application = self.server.namespaces.get(namespace)
         if application is None:
+            self.server.refused(namespace, INVALID_NAMESPACE)
             self._refuse(namespace, ConnectRefused(INVALID_NAMESPACE))
             return
         if namespace in self.connections:
@@ -242,9 +272,34 @@ class SocketIOServer:
         self.namespaces = dict(namespaces)
         self.clock = clock
         self.connect_timeout = connect_timeout
+        #: Called with ``(reason, namespace)`` when this layer refuses a
+        #: connection by itself (an unknown namespace); applications count
+        #: their own refusals.
+        self.on_refused: Optional[Callable[[str, str], None]] = None
 
     def on_engine_open(self, session: EngineSession) -> None:
         session.listener = SocketIOClient(self, session)
+
+    def shutdown(self, sessions: Iterable[EngineSession]) -> None:
+        """Server shutdown: DISCONNECT every namespace connection, then close.
+
+        Clients see the reason "io server disconnect" and do not reconnect.
+        """
+        for session in sessions:
+            client = session.listener
+            if isinstance(client, SocketIOClient):
+                for connection in list(client.connections.values()):
+                    if connection.accepted:
+                        connection.disconnect()
+            session.close(SERVER_SHUTDOWN)
+
+    def refused(self, namespace: str, reason: str) -> None:
+        hook = self.on_refused
+        if hook is not None:
+            try:
+                hook(reason, namespace)
+            except Exception:
+                self.log.failure("on_refused hook failed")
 
     def call(self, connection: Connection, method: str, *args: Any) -> None:
         """Call the application; its exceptions are logged, never raised here."""

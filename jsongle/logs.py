@@ -1,10 +1,14 @@
-"""Log levels for the console, changeable at runtime.
+"""Log levels for the console, changeable at runtime; masking for all.
 
 twistd installs its own observer; we put a level filter in front of it so
-debug events are dropped before they are formatted.
+debug events are dropped before they are formatted.  Every event is masked
+once (see :mod:`jsongle.logfile`) before it reaches the console filter or
+any other observer given to :meth:`ConsoleLevel.install` (the log file).
 """
 
 from __future__ import annotations
+
+from typing import Iterable
 
 from twisted.logger import (
     FilteringLogObserver,
@@ -14,6 +18,8 @@ from twisted.logger import (
     LogPublisher,
     globalLogPublisher,
 )
+
+from jsongle.logfile import MaskingObserver
 
 LEVELS = {
     "trace": LogLevel.debug,
@@ -35,20 +41,28 @@ def parse_level(name: str) -> LogLevel:
 class ConsoleLevel:
     """Filters what reaches the observers already on the global publisher."""
 
-    def __init__(self, level: str, publisher: LogPublisher = globalLogPublisher) -> None:
+    def __init__(
+        self, level: str, publisher: LogPublisher = globalLogPublisher, secrets: Iterable[str] = ()
+    ) -> None:
         self.name = level
         self.predicate = LogLevelFilterPredicate(defaultLogLevel=parse_level(level))
+        self.secrets = tuple(s for s in secrets if s)
         self._publisher = publisher
         self._filtered: list[ILogObserver] = []
-        self._filter: FilteringLogObserver | None = None
+        self._filter: ILogObserver | None = None
 
-    def install(self) -> None:
-        """Move the publisher's current observers behind the level filter."""
+    def install(self, also: Iterable[ILogObserver] = ()) -> None:
+        """Move the publisher's current observers behind the level filter.
+
+        Events are masked first; ``also`` (e.g. the log file) gets every
+        masked event, whatever the console level.
+        """
         existing = list(self._publisher._observers)
         for observer in existing:
             self._publisher.removeObserver(observer)
         self._filtered = existing
-        self._filter = FilteringLogObserver(LogPublisher(*existing), [self.predicate])
+        console = FilteringLogObserver(LogPublisher(*existing), [self.predicate])
+        self._filter = MaskingObserver(LogPublisher(console, *also), self.secrets)
         self._publisher.addObserver(self._filter)
 
     def uninstall(self) -> None:

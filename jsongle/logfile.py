@@ -1,0 +1,244 @@
+"""The debug log file: masked events, one JSON object a line, rotated.
+
+Personal data (display names, message contents) and secrets (tokens) are
+masked once per event by :class:`MaskingObserver`, in front of both the file
+and the console, so no observer ever sees them in clear.
+
+:class:`LogFile` buffers writes and flushes them on a short timer of the
+injected clock; it rotates every ``period`` seconds, keeping ``keep`` old
+files (``path.1`` is the newest).  It only ever renames or deletes regular
+files: a ``logPath`` of ``/dev/null``, a FIFO or any other device is written
+to and left exactly as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from datetime import datetime, timezone
+from typing import Any, Iterable, Optional
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import ILogObserver, LogEvent, formatEvent
+from zope.interface import implementer
+
+MASK = "***"
+
+#: Keys whose values are personal data, wherever they appear in an event.
+MASKED_KEYS = frozenset({"dn", "content", "additionalContent"})
+
+# ``"dn": "Alice"``, ``'content': 'hi'``, ``dn='Alice'`` in already formatted text.
+_QUOTED_VALUE = re.compile(
+    r"""(?P<key>["']?\b(?:dn|content|additionalContent)\b["']?\s*[:=]\s*)"""
+    r"""(?P<quote>["'])(?:\\.|(?!(?P=quote)).)*(?P=quote)""",
+    re.DOTALL,
+)
+
+
+def mask_text(text: str, secrets: Iterable[str] = ()) -> str:
+    """Mask quoted personal values and remove every secret from ``text``."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, MASK)
+    if "dn" in text or "ontent" in text:
+        text = _QUOTED_VALUE.sub(lambda m: f"{m.group('key')}{m.group('quote')}{MASK}{m.group('quote')}", text)
+    return text
+
+
+def mask_value(value: Any, secrets: Iterable[str] = ()) -> Any:
+    """A copy of ``value`` with personal keys masked in every nested dict."""
+    if isinstance(value, dict):
+        return {
+            key: (MASK if key in MASKED_KEYS and value[key] is not None else mask_value(value[key], secrets))
+            for key in value
+        }
+    if isinstance(value, (list, tuple)):
+        return [mask_value(item, secrets) for item in value]
+    if isinstance(value, str):
+        return mask_text(value, secrets)
+    return value
+
+
+def mask_event(event: LogEvent, secrets: Iterable[str] = ()) -> LogEvent:
+    """A copy of ``event`` whose fields and formatted text are masked.
+
+    The masked text becomes the event's ``log_format`` (braces escaped), so
+    every downstream observer prints the masked text whatever it formats.
+    """
+    secrets = tuple(s for s in secrets if s)
+    masked: dict[str, Any] = {}
+    for key, value in event.items():
+        if key.startswith("log_"):
+            masked[key] = value
+        elif key in MASKED_KEYS and value is not None:
+            masked[key] = MASK
+        else:
+            masked[key] = mask_value(value, secrets)
+    if masked.get("log_format") is not None:
+        text = mask_text(formatEvent(masked), secrets)
+        masked["log_format"] = text.replace("{", "{{").replace("}", "}}")
+    return masked
+
+
+@implementer(ILogObserver)
+class MaskingObserver:
+    """Masks each event once, then hands it to ``observer``."""
+
+    def __init__(self, observer: ILogObserver, secrets: Iterable[str] = ()) -> None:
+        self.observer = observer
+        self.secrets = tuple(s for s in secrets if s)
+
+    def __call__(self, event: LogEvent) -> None:
+        self.observer(mask_event(event, self.secrets))
+
+
+def event_line(event: LogEvent) -> str:
+    """One compact JSON object: time, level, namespace, text (and traceback)."""
+    when = event.get("log_time")
+    stamp = (
+        datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        if when is not None
+        else None
+    )
+    level = event.get("log_level")
+    record: dict[str, Any] = {
+        "time": stamp,
+        "level": level.name if level is not None else None,
+        "namespace": event.get("log_namespace"),
+        "text": formatEvent(event) if event.get("log_format") is not None else "",
+    }
+    failure = event.get("log_failure")
+    if failure is not None:
+        try:
+            record["traceback"] = failure.getTraceback()
+        except Exception:
+            record["traceback"] = repr(failure)
+    return json.dumps(record, ensure_ascii=False, default=repr) + "\n"
+
+
+def _is_regular(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+class LogFile:
+    """A buffered, rotated log file driven by an injected clock."""
+
+    def __init__(
+        self,
+        path: str,
+        period: float,
+        keep: int,
+        clock: IReactorTime,
+        flush_interval: float = 1.0,
+    ) -> None:
+        self.path = path
+        self.period = period
+        self.keep = keep
+        self.clock = clock
+        self.flush_interval = flush_interval
+        self._buffer: list[str] = []
+        self._file: Optional[Any] = None
+        self._timer: Optional[IDelayedCall] = None
+        self._next_rotation = clock.seconds() + period
+        self.closed = False
+
+    def open(self) -> None:
+        """Open (or create) the file for appending."""
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    def write(self, text: str) -> None:
+        if self.closed:
+            return
+        if self.clock.seconds() >= self._next_rotation:
+            self.rotate()
+        self._buffer.append(text)
+        if self._timer is None:
+            self._timer = self.clock.callLater(self.flush_interval, self._flush_due)
+
+    def _flush_due(self) -> None:
+        self._timer = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the buffer out now."""
+        if not self._buffer:
+            return
+        text, self._buffer = "".join(self._buffer), []
+        try:
+            if self._file is None:
+                self.open()
+            self._file.write(text)  # type: ignore[union-attr]
+            self._file.flush()  # type: ignore[union-attr]
+        except OSError:
+            pass  # a full disk must not take the server down
+
+    def rotate(self) -> None:
+        """Start a new period: shift the old regular files, drop the oldest."""
+        self.flush()
+        now = self.clock.seconds()
+        while self._next_rotation <= now:
+            self._next_rotation += self.period
+        if not _is_regular(self.path):
+            return  # missing, a device or a pipe: nothing to rotate
+        self._close_file()
+        for index in range(self.keep + 1, 1000):
+            old = f"{self.path}.{index}"
+            if not _is_regular(old):
+                break
+            os.remove(old)
+        for index in range(self.keep, 0, -1):
+            source = self.path if index == 1 else f"{self.path}.{index - 1}"
+            if _is_regular(source):
+                os.replace(source, f"{self.path}.{index}")
+        if self.keep == 0 and _is_regular(self.path):
+            os.remove(self.path)
+        self.open()
+
+    def reopen(self) -> None:
+        """Flush and reopen by name (after an external rotation, e.g. logrotate)."""
+        self.flush()
+        self._close_file()
+        self.open()
+
+    def close(self) -> None:
+        """Flush and close; later writes are dropped."""
+        self.flush()
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self._close_file()
+        self.closed = True
+
+    def _close_file(self) -> None:
+        handle, self._file = self._file, None
+        if handle is not None:
+            handle.close()
+
+
+@implementer(ILogObserver)
+class FileLogObserver:
+    """Writes every (already masked) event to a :class:`LogFile` as JSON."""
+
+    def __init__(self, logfile: LogFile) -> None:
+        self.logfile = logfile
+
+    def __call__(self, event: LogEvent) -> None:
+        self.logfile.write(event_line(event))
+
+
+__all__ = [
+    "FileLogObserver",
+    "LogFile",
+    "MASK",
+    "MASKED_KEYS",
+    "MaskingObserver",
+    "event_line",
+    "mask_event",
+    "mask_text",
+    "mask_value",
+]

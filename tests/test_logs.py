@@ -1,0 +1,212 @@
+"""The log file (rotation, devices), masking, and no personal data in the
+running daemon's logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+import uuid
+
+import pytest
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel, LogPublisher, Logger
+
+from jsongle.logfile import MASK, FileLogObserver, LogFile, MaskingObserver, event_line, mask_event
+from jsongle.logs import ConsoleLevel
+from tests.test_protocol_e2e import SERVER_ID, TOKEN, Client, answer_hello
+
+# -- LogFile ---------------------------------------------------------------
+
+
+def lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_buffered_until_the_flush_timer(tmp_path):
+    clock = Clock()
+    path = tmp_path / "jsongle.log"
+    logfile = LogFile(str(path), 60, 3, clock, flush_interval=1.0)
+    logfile.open()
+    logfile.write('{"n": 1}\n')
+    assert path.read_text() == ""
+    clock.advance(1.0)
+    assert path.read_text() == '{"n": 1}\n'
+    logfile.write('{"n": 2}\n')
+    logfile.close()
+    assert path.read_text() == '{"n": 1}\n{"n": 2}\n'
+    logfile.write('{"n": 3}\n')  # after close: dropped
+    assert not clock.getDelayedCalls()
+
+
+def test_rotation_keeps_log_files_number(tmp_path):
+    clock = Clock()
+    path = tmp_path / "jsongle.log"
+    logfile = LogFile(str(path), 10, 3, clock)
+    logfile.open()
+    for period in range(6):
+        logfile.write(f"period {period}\n")
+        clock.advance(10)
+    logfile.write("period 6\n")
+    logfile.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "jsongle.log",
+        "jsongle.log.1",
+        "jsongle.log.2",
+        "jsongle.log.3",
+    ]
+    assert path.read_text() == "period 6\n"
+    assert (tmp_path / "jsongle.log.1").read_text() == "period 5\n"
+    assert (tmp_path / "jsongle.log.3").read_text() == "period 3\n"
+
+
+def test_rotation_with_no_old_files_kept(tmp_path):
+    clock = Clock()
+    path = tmp_path / "jsongle.log"
+    logfile = LogFile(str(path), 10, 0, clock)
+    logfile.open()
+    logfile.write("old\n")
+    clock.advance(10)
+    logfile.write("new\n")
+    logfile.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["jsongle.log"]
+    assert path.read_text() == "new\n"
+
+
+def test_dev_null_stays_a_device(tmp_path):
+    clock = Clock()
+    logfile = LogFile(os.devnull, 1, 2, clock)
+    logfile.open()
+    for _ in range(4):
+        logfile.write("line\n")
+        clock.advance(1)
+        logfile.rotate()
+    logfile.close()
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+    assert not os.path.exists(os.devnull + ".1")
+
+
+def test_fifo_is_never_renamed(tmp_path):
+    fifo = tmp_path / "jsongle.log"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+
+    def read() -> None:
+        with open(fifo, "rb") as reader:
+            received.append(reader.read())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    clock = Clock()
+    logfile = LogFile(str(fifo), 1, 2, clock)
+    logfile.open()
+    for n in range(3):
+        logfile.write(f"line {n}\n")
+        clock.advance(1)
+    logfile.close()
+    reader.join(timeout=5)
+    assert received == [b"line 0\nline 1\nline 2\n"]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jsongle.log"]
+
+
+def test_reopen_follows_an_external_rename(tmp_path):
+    clock = Clock()
+    path = tmp_path / "jsongle.log"
+    logfile = LogFile(str(path), 60, 3, clock)
+    logfile.open()
+    logfile.write("before\n")
+    logfile.flush()
+    path.rename(tmp_path / "rotated.log")
+    logfile.reopen()
+    logfile.write("after\n")
+    logfile.close()
+    assert (tmp_path / "rotated.log").read_text() == "before\n"
+    assert path.read_text() == "after\n"
+
+
+# -- masking ---------------------------------------------------------------
+
+
+def test_mask_event_fields_text_and_secrets():
+    message = {"jsongle": {"action": "session-text", "description": {"content": "secret words", "dn": "Zoé"}}}
+    event = {
+        "log_format": "got {message} from {who} token={token} raw={raw}",
+        "log_level": LogLevel.debug,
+        "log_namespace": "test",
+        "log_time": 0.0,
+        "message": message,
+        "who": [{"uid": "u1", "dn": "Zoé"}],
+        "token": "app-secret",
+        "raw": json.dumps({"additionalContent": "more words"}),
+        "dn": "Zoé",
+    }
+    masked = mask_event(event, ["app-secret"])
+    line = event_line(masked)
+    for clear in ("secret words", "Zoé", "Zo\\u00e9", "app-secret", "more words"):
+        assert clear not in line
+    assert "u1" in line and "session-text" in line and MASK in line
+    assert message["jsongle"]["description"]["content"] == "secret words"  # the original is untouched
+    record = json.loads(line)
+    assert record["level"] == "debug" and record["namespace"] == "test"
+    assert record["time"] == "1970-01-01T00:00:00.000Z"
+
+
+def test_console_level_masks_before_every_observer(tmp_path):
+    publisher = LogPublisher()
+    console: list[dict] = []
+    publisher.addObserver(console.append)
+    clock = Clock()
+    logfile = LogFile(str(tmp_path / "jsongle.log"), 60, 3, clock)
+    level = ConsoleLevel("info", publisher, secrets=["tok"])
+    level.install(also=[FileLogObserver(logfile)])
+    log = Logger(namespace="test", observer=publisher)
+    log.debug("hello {description}", description={"uid": "u", "dn": "Alice"})
+    log.info("token {t}", t="tok")
+    logfile.close()
+    level.uninstall()
+    assert [e["log_level"] for e in console] == [LogLevel.info]  # debug is off on the console
+    assert "tok" not in json.dumps([e.get("t") for e in console])
+    text = (tmp_path / "jsongle.log").read_text(encoding="utf-8")
+    assert "Alice" not in text and "tok" not in text
+    assert [r["level"] for r in lines(tmp_path / "jsongle.log")] == ["debug", "info"]
+
+
+# -- the running daemon ----------------------------------------------------
+
+
+def hello(puppet, daemon, name: str, uid: str, dn: str) -> Client:
+    puppet.connect(name, daemon.ws_url, auth={"appToken": TOKEN}, reconnection=False)
+    client = Client(puppet, name, puppet.next(name, "connect")["id"])
+    client.hello = client.receive()
+    answer_hello(client, client.hello, {"uid": uid, "dn": dn})
+    assert client.receive()["jsongle"]["status"] == "success"
+    client.uid = uid
+    return client
+
+
+def test_no_personal_data_in_daemon_logs(daemon_factory, puppet):
+    daemon = daemon_factory({"logDefaultLevel": "debug"})
+    dn_alice = f"Alice-{uuid.uuid4().hex[:8]}"
+    dn_bob = f"Bob-{uuid.uuid4().hex[:8]}"
+    content = f"content-{uuid.uuid4().hex}"
+    alice = hello(puppet, daemon, "alice", "alice", dn_alice)
+    bob = hello(puppet, daemon, "bob", "bob", dn_bob)
+    alice.iq_set("session-join", {"rid": "r1"})
+    assert alice.receive()["jsongle"]["action"] == "iq-result"
+    bob.iq_set("session-join", {"rid": "r1"})
+    assert bob.receive()["jsongle"]["action"] == "iq-result"
+    assert alice.receive()["jsongle"]["event"] == "joined"
+    alice.send("r1", {"action": "session-text", "namespace": "room", "description": {"content": content}})
+    relayed = bob.receive()
+    assert relayed["jsongle"]["description"]["content"] == content
+    code = daemon.stop()
+    assert code is not None
+    text = daemon.log_path.read_text(encoding="utf-8")
+    records = [json.loads(line) for line in text.splitlines()]
+    assert any(r["level"] == "debug" or r["level"] == "info" for r in records)
+    for where, logged in (("file", text), ("stdout", daemon.output())):
+        for clear in (dn_alice, dn_bob, content, TOKEN):
+            assert clear not in logged, f"{clear!r} in the {where} log"
+    assert SERVER_ID  # the log is about this server

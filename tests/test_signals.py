@@ -1,0 +1,98 @@
+"""Signals on the running daemon: SIGTERM shuts down in order, SIGHUP
+reopens the log file and re-reads the console level."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+from tests.test_protocol_e2e import connect
+
+# twistd stops the reactor on SIGTERM, then re-raises the signal with the
+# default handler so the exit status tells what stopped it: the process dies
+# of SIGTERM (Popen's returncode -15) after a complete, orderly shutdown.
+SIGTERM_EXIT = -signal.SIGTERM
+
+
+def wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def test_sigterm_disconnects_clients_and_exits(daemon_factory, puppet):
+    daemon = daemon_factory()
+    alice = connect(puppet, daemon, "alice", "alice")
+    bob = connect(puppet, daemon, "bob", "bob")
+    started = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    for client in (alice, bob):
+        assert puppet.next(client.name, "disconnect")["reason"] == "io server disconnect"
+    assert daemon.wait_exit(timeout=10) == SIGTERM_EXIT
+    assert time.monotonic() - started < 10
+    lines = daemon.log_path.read_text(encoding="utf-8").splitlines()
+    assert lines and daemon.log_path.read_text(encoding="utf-8").endswith("\n")
+    last = json.loads(lines[-1])
+    assert last["text"] == "stopped"
+    assert any("disconnecting 2 session(s)" in json.loads(line)["text"] for line in lines)
+
+
+def test_sighup_reopens_the_log_file(daemon_factory, puppet):
+    daemon = daemon_factory({"logDefaultLevel": "warn"})
+    path = daemon.log_path
+    wait_for(lambda: path.exists() and path.stat().st_size > 0)
+    rotated = path.with_name("jsongle.log.old")
+    path.rename(rotated)
+    # The new console level comes from the config file on SIGHUP.
+    env = daemon.env_path.read_text(encoding="utf-8").replace("logDefaultLevel=warn", "logDefaultLevel=info")
+    daemon.env_path.write_text(env, encoding="utf-8")
+    mark = len(daemon.lines())
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for_line(r"SIGHUP: log file reopened, console level info \(was warn\)", start=mark)
+    connect(puppet, daemon, "alice", "alice")
+    wait_for(lambda: path.exists() and "connected from" in path.read_text(encoding="utf-8"))
+    daemon.wait_for_line(r"connected from", start=mark)  # info now reaches the console
+    new = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert any(record["text"].startswith("SIGHUP") for record in new)
+    old = rotated.read_text(encoding="utf-8")
+    assert "connected from" not in old
+    assert daemon.returncode is None
+
+
+# -- the root service with task.Clock --------------------------------------
+
+
+def test_service_reload_and_bounded_shutdown(tmp_path):
+    from twisted.internet.task import Clock
+    from twisted.logger import LogPublisher
+
+    from jsongle.config import load_config
+    from jsongle.logfile import LogFile
+    from jsongle.logs import ConsoleLevel
+    from jsongle.signaling.builtin import builtin_actions, builtin_queries
+    from jsongle.signaling.handlers import HandlerSet
+    from jsongle.tap import JsongleService, Signaling
+
+    env = tmp_path / "jsongle.env"
+    env.write_text("logDefaultLevel=warn\n", encoding="utf-8")
+    config, _ = load_config(str(env), {})
+    clock = Clock()
+    signaling = Signaling(config, clock, HandlerSet(builtin_queries(), builtin_actions()))
+    path = tmp_path / "jsongle.log"
+    logfile = LogFile(str(path), 3600, 3, clock)
+    console = ConsoleLevel("warn", LogPublisher())
+    root = JsongleService(signaling, console, [], logfile, str(env))
+    root.startService()
+    env.write_text("logDefaultLevel=debug\n", encoding="utf-8")
+    root.reload()
+    assert console.name == "debug"
+    stopped = root.stopService()
+    fired: list[object] = []
+    stopped.addBoth(fired.append)
+    assert fired == []
+    clock.advance(2.0)
+    assert fired == [None]
+    assert logfile.closed and not clock.getDelayedCalls()

@@ -63,6 +63,7 @@ class Config:
     key: str = "./key.pem"
     cert: str = "./cert.pem"
     app_token: str = ""
+    admin_token: str = ""
     multi_room_prefix: str = "#muc#"
     max_members_per_multi_room: int = 10
     max_multi_room_per_user: int = 10
@@ -73,12 +74,12 @@ class Config:
     connect_timeout: int = 45000
 
     def __repr__(self) -> str:
-        # The token is a shared secret: a config dumped to a log must not
+        # The tokens are shared secrets: a config dumped to a log must not
         # leak it, so only whether it is set is shown.
         parts = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "app_token":
+            if f.name in ("app_token", "admin_token"):
                 value = "***" if value else ""
             parts.append(f"{f.name}={value!r}")
         return f"Config({', '.join(parts)})"
@@ -233,6 +234,10 @@ KEYS: Mapping[str, KeySpec] = {
     "appToken": KeySpec(
         "app_token", _string,
         "Token clients must present to connect; empty lets anyone connect.",
+    ),
+    "adminToken": KeySpec(
+        "admin_token", _string,
+        "Bearer token for the REST admin routes (PUT /logs/levels, GET /logs); empty leaves them open.",
     ),
     "multiRoomPrefix": KeySpec(
         "multi_room_prefix", _string,

@@ -76,6 +76,7 @@ class Signaling:
         )
         self.application = SignalingApplication(config, self.rooms, handlers, self.metrics, clock)
         self.socketio = SocketIOServer({"/": self.application}, clock, config.connect_timeout / 1000.0)
+        self.socketio.on_refused = self.metrics.connect_refused
         origins = tuple(o.strip() for o in config.cors_policy_origin.split(",") if o.strip())
         self.engine = EngineServer(
             EngineOptions(config.ping_interval, config.ping_timeout, config.max_payload, cors_origins=origins),
@@ -94,6 +95,11 @@ class ListeningService(StreamServerEndpointService):
         super().__init__(endpoint, factory)
         self._raiseSynchronously = True
         self.label = label
+        self.port: Any = None
+
+    def bound_port(self) -> Optional[int]:
+        """The port actually bound while running (wsPort may be 0), else None."""
+        return self.port.getHost().port if self.port is not None and self.running else None
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
@@ -102,20 +108,49 @@ class ListeningService(StreamServerEndpointService):
     def _announce(self, port: Any) -> Any:
         host = port.getHost()
         log.info("{label} listening on {host}:{port}", label=self.label, host=host.host, port=host.port)
+        self.port = port
         return port
 
 
 class JsongleService(service.MultiService):
-    """The root service: console log level, listeners, orderly shutdown."""
+    """The root service: logs, listeners, SIGHUP reload, orderly shutdown.
 
-    def __init__(self, signaling: Signaling, console: ConsoleLevel, warnings: list[str]) -> None:
+    ``reactor`` is only given by the twistd entry point: with it, SIGHUP
+    reopens the log file and re-reads ``logDefaultLevel`` from
+    ``config_path``; tests call :meth:`reload` directly.
+    """
+
+    def __init__(
+        self,
+        signaling: Signaling,
+        console: ConsoleLevel,
+        warnings: list[str],
+        logfile: Any = None,
+        config_path: Optional[str] = None,
+        reactor: Any = None,
+        shutdown_timeout: float = 2.0,
+    ) -> None:
         super().__init__()
         self.signaling = signaling
         self.console = console
         self.warnings = warnings
+        self.logfile = logfile
+        self.config_path = config_path
+        self.reactor = reactor
+        self.shutdown_timeout = shutdown_timeout
+        self._previous_sighup: Any = None
 
     def startService(self) -> None:
-        self.console.install()
+        from jsongle.logfile import FileLogObserver
+
+        if self.logfile is not None:
+            self.logfile.open()
+        self.console.install(also=[FileLogObserver(self.logfile)] if self.logfile is not None else [])
+        if self.reactor is not None:
+            import signal
+
+            reactor = self.reactor
+            self._previous_sighup = signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(self.reload))
         for warning in self.warnings:
             log.warn("{warning}", warning=warning)
         config = self.signaling.config
@@ -125,11 +160,70 @@ class JsongleService(service.MultiService):
             log.info("useHTTPS=false: serving plain HTTP/WebSocket (put TLS in front, e.g. a reverse proxy)")
         super().startService()
 
+    def reload(self) -> None:
+        """SIGHUP: reopen the log file (logrotate) and re-read logDefaultLevel."""
+        if self.logfile is not None:
+            self.logfile.reopen()
+        if self.config_path is not None:
+            try:
+                config, _ = load_config(self.config_path, os.environ)
+            except ConfigError as error:
+                log.error("SIGHUP: configuration not reloaded: {error}", error=str(error))
+                return
+            was = self.console.set(config.log_default_level)
+            log.info("SIGHUP: log file reopened, console level {new} (was {was})", new=config.log_default_level, was=was)
+        else:
+            log.info("SIGHUP: log file reopened")
+
     def stopService(self) -> Any:
-        self.signaling.engine.close_all()
-        result = super().stopService()
-        self.console.uninstall()
+        """Stop listening, DISCONNECT every client, then flush and close the log.
+
+        The Deferred fires once the sessions are gone, or after
+        ``shutdown_timeout`` seconds at most.
+        """
+        from twisted.internet.defer import maybeDeferred
+
+        if self.reactor is not None and self._previous_sighup is not None:
+            import signal
+
+            signal.signal(signal.SIGHUP, self._previous_sighup)
+            self._previous_sighup = None
+        result = maybeDeferred(super().stopService)
+        result.addErrback(lambda failure: log.failure("stopping the listeners failed", failure))
+        result.addCallback(lambda _: self._disconnect_all())
+        result.addBoth(self._close_logs)
         return result
+
+    def _disconnect_all(self) -> Any:
+        from twisted.internet.defer import Deferred
+
+        engine = self.signaling.engine
+        clock = engine.clock
+        log.info("shutting down: disconnecting {count} session(s)", count=len(engine))
+        self.signaling.socketio.shutdown(engine)
+        done: Deferred[None] = Deferred()
+        deadline = clock.seconds() + self.shutdown_timeout
+
+        def check() -> None:
+            if len(engine) == 0 or clock.seconds() >= deadline:
+                # A short grace so the last frames leave the socket buffers.
+                clock.callLater(min(0.2, max(0.0, deadline - clock.seconds())), done.callback, None)
+            else:
+                clock.callLater(0.05, check)
+
+        check()
+        return done
+
+    def _close_logs(self, result: Any) -> Any:
+        from twisted.python.failure import Failure
+
+        if isinstance(result, Failure):
+            log.failure("orderly shutdown failed", result)
+        log.info("stopped")
+        self.console.uninstall()
+        if self.logfile is not None:
+            self.logfile.close()
+        return None
 
 
 def makeService(options: Options) -> service.IService:
@@ -137,11 +231,38 @@ def makeService(options: Options) -> service.IService:
 
     config: Config = options.config
     signaling = Signaling(config, reactor, options.handlers)
-    root = JsongleService(signaling, ConsoleLevel(config.log_default_level), options.warnings)
+    from jsongle.logfile import LogFile
+
+    secrets = [config.app_token, getattr(config, "admin_token", "")]
+    logfile = LogFile(config.log_path, config.log_file_period, config.log_files_number, reactor)
+    console = ConsoleLevel(config.log_default_level, secrets=secrets)
+    root = JsongleService(signaling, console, options.warnings, logfile, options["config"], reactor)
     interface = config.listen_address or ""
     if config.use_https:
         endpoint = SSL4ServerEndpoint(reactor, config.ws_port, options.tls, interface=interface)
     else:
         endpoint = TCP4ServerEndpoint(reactor, config.ws_port, interface=interface)
-    ListeningService("websocket", endpoint, signaling.site()).setServiceParent(root)
+    websocket = ListeningService("websocket", endpoint, signaling.site())
+    websocket.setServiceParent(root)
+    add_rest_service(root, reactor, config, getattr(options, "tls", None), signaling, console, websocket)
     return root
+
+
+def add_rest_service(
+    root: service.MultiService, reactor: Any, config: Config, tls: Any, signaling: Signaling,
+    console: ConsoleLevel, websocket: ListeningService,
+) -> None:
+    """The REST API on restPort, over TLS exactly when the WebSocket port is."""
+    import time
+
+    from jsongle.rest import RestApi
+    from jsongle.selfcheck import SelfCheck
+
+    check = SelfCheck(reactor, websocket.bound_port, config.listen_address, config.app_token, config.use_https)
+    api = RestApi(config, signaling.metrics, console, reactor, time.time(), check)
+    interface = config.listen_address or ""
+    if config.use_https:
+        endpoint = SSL4ServerEndpoint(reactor, config.rest_port, tls, interface=interface)
+    else:
+        endpoint = TCP4ServerEndpoint(reactor, config.rest_port, interface=interface)
+    ListeningService("rest", endpoint, Site(api.resource())).setServiceParent(root)

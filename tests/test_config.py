@@ -261,6 +261,14 @@ def test_app_token_masked() -> None:
     assert "app_token=''" in repr(Config())
 
 
+def test_admin_token_masked() -> None:
+    config, _ = load_config(None, {"adminToken": "adm1n-s3cr3t"})
+    assert config.admin_token == "adm1n-s3cr3t"
+    assert "adm1n-s3cr3t" not in repr(config)
+    assert "admin_token='***'" in repr(config)
+    assert Config().admin_token == ""
+
+
 def test_shipped_env_matches_defaults() -> None:
     config, warnings = load_config(str(REPO_ENV), {})
     assert warnings == []

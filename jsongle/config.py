@@ -73,6 +73,11 @@ class Config:
     max_payload: int = 1000000
     connect_timeout: int = 45000
 
+    @property
+    def cors_origins(self) -> tuple[str, ...]:
+        """corsPolicyOrigin as a list: comma-separated origins, '' = none."""
+        return tuple(o.strip() for o in self.cors_policy_origin.split(",") if o.strip())
+
     def __repr__(self) -> str:
         # The tokens are shared secrets: a config dumped to a log must not
         # leak it, so only whether it is set is shown.

@@ -121,7 +121,7 @@ class RestApi:
         self.clock = clock
         self.started = started
         self.self_check = self_check
-        self.origins = tuple(o.strip() for o in config.cors_policy_origin.split(",") if o.strip())
+        self.origins = config.cors_origins
 
     def resource(self) -> Resource:
         return _CorsResource(self.app.resource(), self.origins)

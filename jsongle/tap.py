@@ -77,7 +77,7 @@ class Signaling:
         self.application = SignalingApplication(config, self.rooms, handlers, self.metrics, clock)
         self.socketio = SocketIOServer({"/": self.application}, clock, config.connect_timeout / 1000.0)
         self.socketio.on_refused = self.metrics.connect_refused
-        origins = tuple(o.strip() for o in config.cors_policy_origin.split(",") if o.strip())
+        origins = config.cors_origins
         self.engine = EngineServer(
             EngineOptions(config.ping_interval, config.ping_timeout, config.max_payload, cors_origins=origins),
             clock,

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.protocol import CALL_ACTIONS as PROTOCOL_CALL_ACTIONS
 from twisted.plugin import getPlugins
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -55,17 +57,7 @@ second_join = SecondJoinHandler()
 # -- discovery -------------------------------------------------------------
 
 
-CALL_ACTIONS = {
-    "session-propose",
-    "session-info",
-    "session-proceed",
-    "session-initiate",
-    "transport-info",
-    "session-decline",
-    "session-retract",
-    "session-accept",
-    "session-terminate",
-}
+CALL_ACTIONS = set(PROTOCOL_CALL_ACTIONS)
 OTHER_ACTIONS = {"session-event", "session-text", "session-custom", "session-metrics"}
 QUERIES = {("iq-result", "session-hello"), ("iq-set", "session-join"), ("iq-set", "muc-join"), ("iq-set", "session-leave")}
 

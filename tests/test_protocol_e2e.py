@@ -16,23 +16,15 @@ from typing import Any, Optional
 
 import pytest
 
+from tests.support.protocol import CALL_ACTIONS as PROTOCOL_CALL_ACTIONS
+
 from jsongle import DESCRIPTION, __version__
 
 TOKEN = "test-token"  # the harness's default appToken
 SERVER_ID = "jsongle-server"
 MUC_PREFIX = "#muc#"
 
-CALL_ACTIONS = [
-    "session-propose",
-    "session-info",
-    "session-proceed",
-    "session-initiate",
-    "transport-info",
-    "session-decline",
-    "session-retract",
-    "session-accept",
-    "session-terminate",
-]
+CALL_ACTIONS = list(PROTOCOL_CALL_ACTIONS)
 # Relayed with description.sent/relayed dates (session-propose is relayed as is).
 STAMPED_ACTIONS = [action for action in CALL_ACTIONS if action != "session-propose"] + [
     "session-event",

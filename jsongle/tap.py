@@ -7,6 +7,7 @@ builds takes its dependencies as arguments (see :func:`build_site`).
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any, Optional
 
 from prometheus_client import CollectorRegistry
@@ -117,7 +118,10 @@ class JsongleService(service.MultiService):
 
     ``reactor`` is only given by the twistd entry point: with it, SIGHUP
     reopens the log file and re-reads ``logDefaultLevel`` from
-    ``config_path``; tests call :meth:`reload` directly.
+    ``config_path``, and SIGTERM stops the reactor so that the process exits
+    0 after the orderly shutdown (twistd's own handler would re-raise the
+    signal and end with -15, which supervisors other than systemd report as
+    a crash). Tests call :meth:`reload` directly.
     """
 
     def __init__(
@@ -139,6 +143,7 @@ class JsongleService(service.MultiService):
         self.reactor = reactor
         self.shutdown_timeout = shutdown_timeout
         self._previous_sighup: Any = None
+        self._previous_sigterm: Any = None
 
     def startService(self) -> None:
         from jsongle.logfile import FileLogObserver
@@ -147,10 +152,11 @@ class JsongleService(service.MultiService):
             self.logfile.open()
         self.console.install(also=[FileLogObserver(self.logfile)] if self.logfile is not None else [])
         if self.reactor is not None:
-            import signal
-
             reactor = self.reactor
             self._previous_sighup = signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(self.reload))
+            # The reactor installs its own SIGTERM handler while starting, so
+            # ours goes in once it runs.
+            reactor.callWhenRunning(self._handle_sigterm)
         for warning in self.warnings:
             log.warn("{warning}", warning=warning)
         config = self.signaling.config
@@ -159,6 +165,16 @@ class JsongleService(service.MultiService):
         if not config.use_https:
             log.info("useHTTPS=false: serving plain HTTP/WebSocket (put TLS in front, e.g. a reverse proxy)")
         super().startService()
+
+    def _handle_sigterm(self) -> None:
+        reactor = self.reactor
+        self._previous_sigterm = signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(self.terminate))
+
+    def terminate(self) -> None:
+        """SIGTERM: stop the reactor, which runs :meth:`stopService`."""
+        log.info("SIGTERM: shutting down")
+        if self.reactor.running:
+            self.reactor.stop()
 
     def reload(self) -> None:
         """SIGHUP: reopen the log file (logrotate) and re-read logDefaultLevel."""
@@ -184,8 +200,6 @@ class JsongleService(service.MultiService):
         from twisted.internet.defer import maybeDeferred
 
         if self.reactor is not None and self._previous_sighup is not None:
-            import signal
-
             signal.signal(signal.SIGHUP, self._previous_sighup)
             self._previous_sighup = None
         result = maybeDeferred(super().stopService)

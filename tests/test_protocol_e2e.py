@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import pytest
@@ -63,6 +63,9 @@ class Client:
     sid: str
     uid: Optional[str] = None
     hello: Optional[dict[str, Any]] = None
+    #: Every JSONgle message sent and received, in order (traffic accounting).
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    received: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def identity(self) -> dict[str, str]:
@@ -73,6 +76,7 @@ class Client:
         """Emit a JSONgle message (``from`` = own socket id unless given)."""
         message = {"id": str(uuid.uuid4()), "from": self.sid, "to": to, "jsongle": jsongle, **envelope}
         self.puppet.emit(self.name, "jsongle", message)
+        self.sent.append(message)
         return message
 
     def emit(self, *args: Any) -> None:
@@ -87,7 +91,9 @@ class Client:
 
     def receive(self) -> dict[str, Any]:
         """The next JSONgle message this client receives, in arrival order."""
-        return self.puppet.next_jsongle(self.name)
+        message = self.puppet.next_jsongle(self.name)
+        self.received.append(message)
+        return message
 
 
 def assert_quiet(*clients: Client) -> None:

@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
+from twisted.logger import Logger
 from twisted.web.resource import Resource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
@@ -27,6 +28,8 @@ from jsongle.config import Config
 from jsongle.logs import ConsoleLevel, parse_level
 from jsongle.metrics import Metrics
 from jsongle.selfcheck import CheckResult
+
+log = Logger()
 
 JSON = "application/json"
 CPU_SAMPLE_SECONDS = 0.1
@@ -240,7 +243,11 @@ class RestApi:
     @inlineCallbacks
     def tests(self, request: Any) -> Any:
         begin = self.clock.seconds()
-        result: CheckResult = yield self.self_check()
+        try:
+            result: CheckResult = yield self.self_check()
+        except Exception as error:  # a broken check is a failed check, still JSON
+            log.failure("the self-check failed")
+            result = CheckResult(0, f"the self-check failed: {error}")
         body: dict[str, Any] = {"score": result.score, "executionTime": self._elapsed_ms(begin)}
         if result.reason is None:
             return self._json(request, body)

@@ -97,10 +97,16 @@ class ListeningService(StreamServerEndpointService):
         self._raiseSynchronously = True
         self.label = label
         self.port: Any = None
+        self._number: Optional[int] = None
 
     def bound_port(self) -> Optional[int]:
-        """The port actually bound while running (wsPort may be 0), else None."""
-        return self.port.getHost().port if self.port is not None and self.running else None
+        """The port actually bound while running (wsPort may be 0), else None.
+
+        Kept as a number: a listener closed under a running service cannot
+        tell its address any more, and the self-check must then fail to
+        connect rather than crash.
+        """
+        return self._number if self.running else None
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
@@ -110,6 +116,7 @@ class ListeningService(StreamServerEndpointService):
         host = port.getHost()
         log.info("{label} listening on {host}:{port}", label=self.label, host=host.host, port=host.port)
         self.port = port
+        self._number = host.port
         return port
 
 

@@ -8,6 +8,7 @@ import urllib.request
 from typing import Any
 
 import pytest
+import pytest_twisted
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from treq.testing import StubTreq
@@ -108,6 +109,14 @@ def test_tests_success_and_failure() -> None:
     code, body = failing.json("GET", "/tests")
     assert code == 503
     assert body["score"] == 40 and body["reason"] == "timed out" and "executionTime" in body
+
+
+def test_tests_when_the_check_itself_breaks() -> None:
+    def broken() -> Any:
+        raise AttributeError("no socket")
+
+    code, body = Harness(check=broken).json("GET", "/tests")
+    assert code == 503 and body["score"] == 0 and "no socket" in body["reason"]
 
 
 def test_set_level() -> None:
@@ -266,3 +275,48 @@ def test_daemon_admin_token(daemon_factory) -> None:
     assert status == 200 and json.loads(body)["level"] == "debug"
     assert http("GET", daemon.rest_url + "/logs")[0] == 401
     assert http("GET", daemon.rest_url + "/health")[0] == 200
+
+
+# ------------------------------------------------ the self-check for real
+
+
+@pytest_twisted.inlineCallbacks
+def test_tests_route_fails_once_the_websocket_port_is_unreachable(tmp_path) -> None:
+    """The real service tree on the real reactor: ``/tests`` scores 100, then
+    503 once the WebSocket listener is closed under it."""
+    import treq
+    from twisted.application.service import MultiService
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import TCP4ServerEndpoint
+
+    from jsongle.config import load_config
+    from jsongle.signaling.builtin import builtin_actions, builtin_queries
+    from jsongle.signaling.handlers import HandlerSet
+    from jsongle.tap import ListeningService, Signaling, add_rest_service
+
+    env = tmp_path / "jsongle.env"
+    env.write_text("wsPort=0\nrestPort=0\nlistenAddress=127.0.0.1\nappToken=t\n", encoding="utf-8")
+    config, _ = load_config(str(env), {})
+    signaling = Signaling(config, reactor, HandlerSet(builtin_queries(), builtin_actions()))
+    root = MultiService()
+    websocket = ListeningService("websocket", TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"), signaling.site())
+    websocket.setServiceParent(root)
+    add_rest_service(root, reactor, config, None, signaling, ConsoleLevel("warn", LogPublisher()), websocket)
+    rest = root.services[-1]
+    root.privilegedStartService()
+    root.startService()
+    try:
+        yield websocket._waitingForPort
+        yield rest._waitingForPort
+        url = f"http://127.0.0.1:{rest.port.getHost().port}/tests"
+        response = yield treq.get(url)
+        body = yield response.json()
+        assert response.code == 200 and body["score"] == 100
+        yield websocket.port.stopListening()  # the port number stays known, nothing answers on it
+        response = yield treq.get(url)
+        body = yield response.json()
+        assert response.code == 503
+        assert body["score"] < 100 and "cannot connect" in body["reason"]
+    finally:
+        yield root.stopService()
+        signaling.engine.close_all()

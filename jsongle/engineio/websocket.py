@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.twisted.websocket import WebSocketServerFactory
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
@@ -18,6 +18,7 @@ from jsongle.engineio import packet as eio
 from jsongle.engineio.packet import Packet
 from jsongle.engineio.server import EngineServer
 from jsongle.engineio.session import PARSE_ERROR, TRANSPORT_CLOSE, EngineSession
+from jsongle.engineio.wsframes import FastFrameProtocol, Message, protocol_options
 
 PROBE = "probe"
 
@@ -29,12 +30,10 @@ def origin_allowed(origin: Optional[str], allowed: tuple[str, ...]) -> bool:
     return origin in allowed
 
 
-class EngineWebSocketProtocol(WebSocketServerProtocol):
+class EngineWebSocketProtocol(FastFrameProtocol):
     """One WebSocket connection carrying (or probing for) an Engine.IO session."""
 
     name = "websocket"
-    # Autobahn reads tcpNoDelay before copying factory options; set it here.
-    tcpNoDelay = True
     log = Logger()
 
     session: Optional[EngineSession] = None
@@ -81,24 +80,19 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         peer = self.transport.getPeer()
         self.session = self.engine.open(self, getattr(peer, "host", str(peer)), upgrades=[])
 
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+    def message_received(self, message: Message) -> None:
         try:
-            if isBinary:
-                received = Packet(eio.MESSAGE, payload)
-            else:
-                received = eio.decode(payload.decode("utf-8"))
+            received = eio.decode(message)
             session = self.session
             if session is not None:
                 session.receive(received)
             elif self._probing is not None:
                 self._probe_packet(received)
         except eio.PacketError:
-            self._bad_input()
-        except UnicodeDecodeError:
-            self._bad_input(1007)
+            self.message_invalid(1008, "invalid Engine.IO packet")
         except Exception:
             self.log.failure("WebSocket message handling failed")
-            self._bad_input(1011)
+            self.message_invalid(1011, "internal error")
 
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
         self._cancel_upgrade_timer()
@@ -112,12 +106,10 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
     # -- the session's transport interface ---------------------------------
 
     def send(self, packets: list[Packet]) -> None:
-        for item in packets:
-            data = item.data
-            if isinstance(data, bytes):
-                self.sendMessage(data, isBinary=True)
-            else:
-                self.sendMessage((item.type + data).encode("utf-8"))
+        self.send_messages(
+            (data, True) if isinstance(data, bytes) else ((kind + data).encode("utf-8"), False)
+            for kind, data in packets
+        )
 
     def close(self, notify: bool = True) -> None:
         self.sendClose(1000)
@@ -130,7 +122,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         if session.closed:
             self.sendClose(1000)
         elif received.type == eio.PING and received.data == PROBE:
-            self.sendMessage((eio.PONG + PROBE).encode("ascii"))
+            self.send_messages([((eio.PONG + PROBE).encode("ascii"), False)])
             session.transport.release()
         elif received.type == eio.UPGRADE:
             self._cancel_upgrade_timer()
@@ -141,7 +133,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
             self.session = session
             session.upgrade(self, pending)
         else:
-            self._bad_input()
+            self.message_invalid(1008, "invalid Engine.IO packet")
 
     def _upgrade_timed_out(self) -> None:
         self._upgrade_timer = None
@@ -152,13 +144,12 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         if timer is not None and timer.active():
             timer.cancel()
 
-    def _bad_input(self, code: int = 1008) -> None:
+    def message_invalid(self, code: int, reason: str) -> None:
         """Close this client only: 1008 bad packet, 1007 bad UTF-8, 1011 our bug."""
         session = self.session
         if session is not None:
             session.transport_lost(self, PARSE_ERROR)
-        # sendClose() only takes 1000/3000-4999; protocol codes go this way.
-        self._fail_connection(code, "invalid Engine.IO packet")
+        super().message_invalid(code, reason)
 
 
 class EngineWebSocketFactory(WebSocketServerFactory):
@@ -169,11 +160,4 @@ class EngineWebSocketFactory(WebSocketServerFactory):
     def __init__(self, engine: EngineServer) -> None:
         super().__init__()
         self.engine = engine
-        max_payload = engine.options.max_payload
-        self.setProtocolOptions(
-            maxFramePayloadSize=max_payload,
-            maxMessagePayloadSize=max_payload,
-            openHandshakeTimeout=0,
-            closeHandshakeTimeout=2,
-            autoPingInterval=0,
-        )
+        self.setProtocolOptions(**protocol_options(engine.options.max_payload))

@@ -1,0 +1,222 @@
+"""WebSocket frames of the common case, read and written without Autobahn's machinery.
+
+Once a WebSocket is open, nearly every frame a client sends is one small,
+unfragmented, masked text (or binary) frame, and every frame we send is an
+unmasked text or binary message. :class:`FastFrameProtocol` reads exactly
+those frames straight from the bytes received and writes its own frames, one
+``transport.write`` per batch. Everything else (control frames, fragments,
+reserved bits or opcodes, unmasked client frames, 64-bit lengths, lengths not
+minimally encoded, frames over the size limit, a connection that is not simply
+open) goes, together with all the bytes after it, to Autobahn's own parser,
+which applies RFC 6455 to the letter. The fast path therefore accepts nothing
+Autobahn would refuse; it only skips the work that does not serve.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional, Union
+
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
+
+#: FIN set, no reserved bits, text / binary opcode: the only first bytes taken.
+TEXT_FRAME = 0x81
+BINARY_FRAME = 0x82
+MASKED = 0x80
+
+#: What :func:`next_frame` finds at an offset besides a whole frame.
+NEED_MORE = "need more"
+NOT_SIMPLE = "not simple"
+
+#: Invalid UTF-8 in a text message (RFC 6455, 7.4.1).
+INVALID_PAYLOAD = 1007
+
+_OPEN = WebSocketProtocol.STATE_OPEN
+
+Message = Union[str, bytes]
+
+
+def unmask(mask: bytes, payload: bytes) -> bytes:
+    """XOR ``payload`` with the 4-byte client ``mask`` (as one big integer: fast in C)."""
+    size = len(payload)
+    if not size:
+        return b""
+    key = (mask * ((size >> 2) + 1))[:size]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(size, "little")
+
+
+def next_frame(data: bytes, offset: int, limit: int) -> tuple[Union[bool, str], bytes, int]:
+    """Read the frame of ``data`` starting at ``offset`` if it is a simple one.
+
+    Returns ``(is_binary, payload, end)`` for a complete, final, masked text or
+    binary frame of at most ``limit`` bytes (``0``: no limit) with a minimal
+    7- or 16-bit length; ``(NEED_MORE, b"", offset)`` when the bytes so far
+    start such a frame but do not hold all of it; ``(NOT_SIMPLE, b"", offset)``
+    for anything else.
+    """
+    available = len(data) - offset
+    if available < 2:
+        return NEED_MORE, b"", offset
+    first = data[offset]
+    if first != TEXT_FRAME and first != BINARY_FRAME:
+        return NOT_SIMPLE, b"", offset
+    second = data[offset + 1]
+    if not second & MASKED:
+        return NOT_SIMPLE, b"", offset
+    length = second & 0x7F
+    if length < 126:
+        header = 6
+    elif length == 126:
+        if available < 4:
+            return NEED_MORE, b"", offset
+        length = (data[offset + 2] << 8) | data[offset + 3]
+        if length < 126:
+            return NOT_SIMPLE, b"", offset
+        header = 8
+    else:
+        return NOT_SIMPLE, b"", offset
+    if limit and length > limit:
+        return NOT_SIMPLE, b"", offset
+    end = offset + header + length
+    if available < header + length:
+        return NEED_MORE, b"", offset
+    start = offset + header
+    return first == BINARY_FRAME, unmask(data[start - 4 : start], data[start:end]), end
+
+
+def frame_header(length: int, is_binary: bool) -> bytes:
+    """The header of one final, unmasked server frame of ``length`` payload bytes."""
+    first = BINARY_FRAME if is_binary else TEXT_FRAME
+    if length < 126:
+        return bytes((first, length))
+    if length < 0x10000:
+        return bytes((first, 126)) + length.to_bytes(2, "big")
+    return bytes((first, 127)) + length.to_bytes(8, "big")
+
+
+def protocol_options(max_payload: int) -> dict[str, Any]:
+    """Autobahn factory options for a :class:`FastFrameProtocol` server.
+
+    ``failByDrop=False``: a failed connection gets a Close frame with its code
+    (1002, 1007, 1009, ...) after what was already written, instead of a TCP
+    abort that would also throw those writes away. Autobahn's incoming UTF-8
+    check stays on: it only runs on the frames Autobahn parses (fragmented
+    messages fail as soon as their text is invalid); the fast path decodes
+    text once, and invalid text there is a 1007 as well.
+    """
+    return {
+        "maxFramePayloadSize": max_payload,
+        "maxMessagePayloadSize": max_payload,
+        "openHandshakeTimeout": 0,
+        "closeHandshakeTimeout": 2,
+        "autoPingInterval": 0,
+        "failByDrop": False,
+    }
+
+
+class FastFrameProtocol(WebSocketServerProtocol):
+    """An Autobahn server protocol with a fast path for the frames of the common case.
+
+    Subclasses get each message once, as ``str`` (valid UTF-8 text) or
+    ``bytes`` (binary), in :meth:`message_received`, whichever parser read it,
+    and send with :meth:`send_messages`. Every byte written goes through
+    :meth:`sendData`, the one send path.
+    """
+
+    # Autobahn reads tcpNoDelay before copying factory options; set it here.
+    tcpNoDelay = True
+
+    #: Bytes of a simple frame not yet complete; Autobahn sits at a frame boundary.
+    _pending = b""
+
+    # -- for subclasses --------------------------------------------------------
+
+    def message_received(self, message: Message) -> None:
+        """One whole message: ``str`` for text, ``bytes`` for binary."""
+
+    def message_invalid(self, code: int, reason: str) -> None:
+        """Fail this connection only, with a close ``code`` (1007 bad UTF-8, ...).
+
+        ``sendClose()`` only takes 1000 and 3000-4999; protocol codes go this way.
+        """
+        self._fail_connection(code, reason)
+
+    def send_messages(self, messages: Iterable[tuple[bytes, bool]]) -> None:
+        """Send ``(payload, is_binary)`` messages, all in one write.
+
+        Nothing is sent once the WebSocket is closing: RFC 6455 allows no data
+        after a Close frame.
+        """
+        if self.state != _OPEN:
+            return
+        parts = []
+        for payload, is_binary in messages:
+            parts.append(frame_header(len(payload), is_binary))
+            parts.append(payload)
+        if parts:
+            self.sendData(b"".join(parts))
+
+    # -- receiving -------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        pending = self._pending
+        if pending:
+            data = pending + data
+            self._pending = b""
+        if (
+            self.state != _OPEN
+            or self.data
+            or self.current_frame is not None
+            or self.inside_message
+        ):
+            # Handshake, a frame or fragmented message under way, closing.
+            self._dataReceived(data)
+            return
+        limit = self._frame_limit()
+        offset = 0
+        size = len(data)
+        while offset < size:
+            kind, payload, end = next_frame(data, offset, limit)
+            if kind is NEED_MORE:
+                self._pending = data[offset:] if offset else data
+                return
+            if kind is NOT_SIMPLE:
+                break
+            offset = end
+            self._deliver(payload, kind)
+            if self.state != _OPEN:
+                break
+        if offset < size:
+            self._dataReceived(data[offset:] if offset else data)
+
+    def _frame_limit(self) -> int:
+        """The smallest non-zero of Autobahn's frame and message size limits."""
+        frame, message = self.maxFramePayloadSize, self.maxMessagePayloadSize
+        if frame and message:
+            return min(frame, message)
+        return frame or message
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        # Frames Autobahn parsed (fragmented messages, after a control frame, ...).
+        self._deliver(payload, isBinary)
+
+    def _deliver(self, payload: bytes, is_binary: bool) -> None:
+        if is_binary:
+            self.message_received(payload)
+            return
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            self.message_invalid(INVALID_PAYLOAD, "invalid UTF-8 in a text message")
+            return
+        self.message_received(text)
+
+    # -- sending ---------------------------------------------------------------
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: Optional[int] = None) -> None:
+        """The one path every outgoing byte takes (frames, control frames, handshake)."""
+        if sync or chopsize or self.send_queue:
+            # Autobahn's queued writes: keep their order.
+            super().sendData(data, sync, chopsize)
+        else:
+            self.transport.write(data)

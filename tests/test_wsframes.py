@@ -1,0 +1,315 @@
+"""The WebSocket fast path and its hand-over to Autobahn, on proto_helpers.
+
+A frame the fast path takes never reaches Autobahn's ``onMessage``; every other
+kind (control frames, fragments, reserved bits and opcodes, unmasked frames,
+64-bit or non-minimal lengths, oversized frames) must be handed over with the
+bytes after it, so Autobahn answers exactly as RFC 6455 asks.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from autobahn.twisted.websocket import WebSocketServerFactory
+from autobahn.websocket.protocol import WebSocketProtocol
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+
+from jsongle.engineio.wsframes import (
+    NEED_MORE,
+    NOT_SIMPLE,
+    FastFrameProtocol,
+    frame_header,
+    next_frame,
+    protocol_options,
+    unmask,
+)
+from tests.support.wsframe import (
+    BINARY,
+    CLOSE,
+    CONTINUATION,
+    PING,
+    PONG,
+    TEXT,
+    close_frame,
+    frame,
+    handshake_request,
+    parse_server_frames,
+)
+
+LIMIT = 1000
+
+
+class Recorder(FastFrameProtocol):
+    """Records each message, and which ones Autobahn's parser delivered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str | bytes] = []
+        self.via_autobahn: list[bytes] = []
+
+    def message_received(self, message: str | bytes) -> None:
+        self.messages.append(message)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.via_autobahn.append(payload)
+        super().onMessage(payload, isBinary)
+
+
+class _Transport(StringTransport):
+    """A real TCP transport lets Autobahn unregister a producer it never set."""
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+
+class Connection:
+    """An open WebSocket on a StringTransport."""
+
+    def __init__(self, limit: int = LIMIT) -> None:
+        factory = WebSocketServerFactory()
+        factory.protocol = Recorder
+        # No close-handshake timer: these tests answer (or not) by hand.
+        factory.setProtocolOptions(**{**protocol_options(limit), "closeHandshakeTimeout": 0})
+        peer = IPv4Address("TCP", "127.0.0.1", 40000)
+        self.protocol: Recorder = factory.buildProtocol(peer)
+        self.transport = _Transport(peerAddress=peer)
+        self.protocol.makeConnection(self.transport)
+        self.protocol.dataReceived(handshake_request())
+        head, _, rest = self.transport.value().partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        assert rest == b""
+        self.transport.clear()
+
+    def feed(self, *chunks: bytes) -> None:
+        for chunk in chunks:
+            self.protocol.dataReceived(chunk)
+
+    def sent(self) -> list:
+        frames, rest = parse_server_frames(self.transport.value())
+        assert rest == b""
+        self.transport.clear()
+        return frames
+
+    @property
+    def state(self) -> int:
+        return self.protocol.state
+
+
+def test_simple_frames_in_one_read_take_the_fast_path():
+    conn = Connection()
+    conn.feed(frame("a") + frame(b"\x00\xff", BINARY) + frame("é" * 200) + frame(""))
+    assert conn.protocol.messages == ["a", b"\x00\xff", "é" * 200, ""]
+    assert conn.protocol.via_autobahn == []
+    assert conn.sent() == []
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 130])
+def test_frames_split_across_reads(chunk):
+    conn = Connection()
+    data = frame("hello") + frame("x" * 300) + frame(b"\x01", BINARY) + frame("end")
+    conn.feed(*(data[i : i + chunk] for i in range(0, len(data), chunk)))
+    assert conn.protocol.messages == ["hello", "x" * 300, b"\x01", "end"]
+    assert conn.protocol.via_autobahn == []
+
+
+def test_send_messages_writes_one_batch_of_unmasked_frames():
+    conn = Connection()
+    conn.protocol.send_messages([(b"one", False), (b"\x02" * 200, True), (b"t" * 70000, False)])
+    assert len(conn.transport.io.getvalue()) > 0
+    frames = conn.sent()
+    assert [(f.fin, f.opcode, f.payload) for f in frames] == [
+        (True, TEXT, b"one"),
+        (True, BINARY, b"\x02" * 200),
+        (True, TEXT, b"t" * 70000),
+    ]
+
+
+def test_ping_is_answered_by_autobahn_between_fast_frames():
+    conn = Connection()
+    conn.feed(frame("a") + frame(b"p1", PING) + frame("b"))
+    assert conn.protocol.messages == ["a", "b"]
+    # After the ping Autobahn parsed the rest of that read ...
+    assert conn.protocol.via_autobahn == [b"b"]
+    assert [(f.opcode, f.payload) for f in conn.sent()] == [(PONG, b"p1")]
+    # ... and the next read takes the fast path again.
+    conn.feed(frame("c"))
+    assert conn.protocol.messages[-1] == "c"
+    assert conn.protocol.via_autobahn == [b"b"]
+
+
+def test_unsolicited_pong_is_ignored():
+    conn = Connection()
+    conn.feed(frame(b"x", PONG) + frame("a"))
+    assert conn.protocol.messages == ["a"]
+    assert conn.sent() == []
+    assert conn.state == WebSocketProtocol.STATE_OPEN
+
+
+def test_close_is_answered_and_later_data_dropped():
+    conn = Connection()
+    conn.feed(frame("a") + close_frame(1000, b"bye") + frame("after"))
+    assert conn.protocol.messages == ["a"]
+    (reply,) = conn.sent()
+    assert reply.opcode == CLOSE and reply.close_code == 1000
+    assert conn.transport.disconnecting
+    conn.feed(frame("later"))
+    assert conn.protocol.messages == ["a"]
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 1000])
+def test_fragmented_message_is_reassembled_by_autobahn(chunk):
+    conn = Connection()
+    data = (
+        frame("frag", fin=False)
+        + frame(b"ping", PING)
+        + frame("men", CONTINUATION, fin=False)
+        + frame("ted", CONTINUATION)
+        + frame("next")
+    )
+    conn.feed(*(data[i : i + chunk] for i in range(0, len(data), chunk)))
+    assert conn.protocol.messages == ["fragmented", "next"]
+    assert b"fragmented" in conn.protocol.via_autobahn
+    assert [(f.opcode, f.payload) for f in conn.sent()] == [(PONG, b"ping")]
+
+
+def test_large_message_with_64_bit_length_goes_to_autobahn():
+    conn = Connection(limit=100000)
+    conn.feed(frame("y" * 70000) + frame("z"))
+    assert conn.protocol.messages == ["y" * 70000, "z"]
+    assert conn.protocol.via_autobahn == [b"y" * 70000, b"z"]
+
+
+def _fails_with(conn: Connection, code: int) -> None:
+    frames = conn.sent()
+    assert frames, "no Close frame sent"
+    assert frames[-1].opcode == CLOSE and frames[-1].close_code == code
+    assert conn.state in (WebSocketProtocol.STATE_CLOSING, WebSocketProtocol.STATE_CLOSED)
+
+
+PROTOCOL_ERRORS = {
+    "rsv1": frame("bad", rsv=4),
+    "rsv2": frame("bad", rsv=2),
+    "rsv3": frame("bad", rsv=1),
+    "reserved data opcode": frame("bad", 0x3),
+    "reserved control opcode": frame(b"", 0xB),
+    "unmasked text": frame("bad", mask=None),
+    "unmasked binary": frame(b"bad", BINARY, mask=None),
+    "continuation outside a message": frame("bad", CONTINUATION),
+    "text inside a fragmented message": frame("a", fin=False) + frame("b"),
+    "fragmented ping": frame(b"", PING, fin=False),
+    "ping over 125 bytes": frame(b"p" * 126, PING),
+    "16-bit length under 126": frame("short", length_bits=16),
+    "64-bit length under 65536": frame("short", length_bits=64),
+    "close with a 1-byte body": frame(b"\x03", CLOSE),
+}
+
+
+@pytest.mark.parametrize("bad", PROTOCOL_ERRORS.values(), ids=PROTOCOL_ERRORS.keys())
+def test_protocol_errors_get_1002_after_earlier_messages(bad):
+    conn = Connection()
+    conn.feed(frame("before") + bad + frame("after"))
+    assert conn.protocol.messages == ["before"]
+    _fails_with(conn, 1002)
+
+
+@pytest.mark.parametrize("size", [LIMIT + 1, 70000])
+def test_frame_over_the_limit_gets_1009(size):
+    conn = Connection()
+    conn.feed(frame("ok") + frame("x" * size))
+    assert conn.protocol.messages == ["ok"]
+    _fails_with(conn, 1009)
+
+
+def test_message_over_the_limit_in_fragments_gets_1009():
+    conn = Connection()
+    conn.feed(frame("x" * 600, fin=False) + frame("y" * 600, CONTINUATION))
+    assert conn.protocol.messages == []
+    _fails_with(conn, 1009)
+
+
+def test_frame_at_the_limit_passes():
+    conn = Connection()
+    conn.feed(frame("x" * LIMIT))
+    assert conn.protocol.messages == ["x" * LIMIT]
+    assert conn.protocol.via_autobahn == []
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        frame(b"ok \xff"),
+        frame(b"\xed\xa0\x80"),  # a UTF-16 surrogate
+        frame(b"\xc0\xaf"),  # overlong
+        frame(b"caf\xc3"),  # cut inside a code point
+    ],
+    ids=["bad byte", "surrogate", "overlong", "truncated"],
+)
+def test_invalid_utf8_in_a_fast_frame_gets_1007(data):
+    conn = Connection()
+    conn.feed(frame("fine") + data + frame("after"))
+    assert conn.protocol.messages == ["fine"]
+    assert conn.protocol.via_autobahn == []
+    _fails_with(conn, 1007)
+
+
+def test_invalid_utf8_in_fragments_gets_1007_from_autobahn():
+    conn = Connection()
+    conn.feed(frame(b"ok", fin=False) + frame(b"\xed\xa0\x80", CONTINUATION, fin=False))
+    assert conn.protocol.messages == []
+    _fails_with(conn, 1007)
+
+
+def test_binary_is_not_checked_for_utf8():
+    conn = Connection()
+    conn.feed(frame(b"\xff\xfe", BINARY))
+    assert conn.protocol.messages == [b"\xff\xfe"]
+
+
+def test_nothing_is_sent_once_closing():
+    conn = Connection()
+    conn.protocol.sendClose(1000)
+    conn.sent()
+    conn.protocol.send_messages([(b"late", False)])
+    assert conn.transport.value() == b""
+
+
+# -- the pure parts --------------------------------------------------------
+
+
+@given(st.binary(max_size=300), st.binary(min_size=4, max_size=4))
+def test_unmask_is_xor(payload, mask):
+    assert unmask(mask, payload) == bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+@given(st.sampled_from([0, 1, 125, 126, 65535, 65536, 70000]), st.booleans())
+def test_frame_header_round_trips_through_a_reader(size, is_binary):
+    payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    data = frame_header(len(payload), is_binary) + payload
+    ((fin, opcode, read),), rest = parse_server_frames(data)
+    assert (fin, opcode, read, rest) == (True, BINARY if is_binary else TEXT, payload, b"")
+
+
+@given(st.binary(max_size=400), st.booleans(), st.integers(min_value=0, max_value=420))
+def test_next_frame_on_any_prefix(payload, is_binary, cut):
+    data = frame(payload, BINARY if is_binary else TEXT)
+    if cut >= len(data):
+        assert next_frame(data, 0, 0) == (is_binary, payload, len(data))
+    else:
+        assert next_frame(data[:cut], 0, 0) == (NEED_MORE, b"", 0)
+
+
+@pytest.mark.parametrize("bad", PROTOCOL_ERRORS.values(), ids=PROTOCOL_ERRORS.keys())
+def test_next_frame_takes_no_protocol_error(bad):
+    assert next_frame(bad, 0, LIMIT)[0] == NOT_SIMPLE
+
+
+def test_next_frame_leaves_control_and_large_frames():
+    for data in (frame(b"", PING), frame(b"", PONG), close_frame(1000), frame("x" * 70000)):
+        assert next_frame(data, 0, 0)[0] == NOT_SIMPLE
+    assert next_frame(frame("x" * 1001), 0, 1000)[0] == NOT_SIMPLE
+    assert next_frame(frame("x" * 1000), 0, 1000)[:2] == (False, b"x" * 1000)
+    assert struct.unpack("!H", frame_header(300, False)[2:])[0] == 300

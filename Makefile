@@ -1,11 +1,16 @@
-# `make run` starts the server with etc/jsongle.env; `make test` runs every test.
-# Both create what they need: the virtualenv and the npm packages of the test clients.
+# `make run` starts the server with etc/jsongle.env; `make test` runs every test;
+# `make fuzz` runs the Autobahn test suite's fuzzing client against our WebSocket
+# stack. Each creates what it needs: the virtualenv and the npm packages of the
+# test clients; for `make fuzz`, a Python 2.7 virtualenv in .venv-fuzz.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CONFIG ?= etc/jsongle.env
+FUZZ_VENV ?= .venv-fuzz
+# FUZZ_ARGS="--cases 1.*,5.*" runs a subset; see fuzz/run_fuzz.py --help.
+FUZZ_ARGS ?=
 
-.PHONY: run test venv node clean
+.PHONY: run test venv node fuzz fuzz-venv clean
 
 $(VENV)/.installed: requirements.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +22,20 @@ tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.js
 	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# wstest runs on Python 2.7 only. virtualenv is bootstrapped into a scratch
+# directory (nothing is installed into that interpreter itself); incremental
+# goes first because Twisted 16's setup.py needs it at build time.
+$(FUZZ_VENV)/.installed: fuzz/py2-constraints.txt
+	@python2=$$(fuzz/find-python2) || { echo "make fuzz needs Python 2.7: none found (set PYTHON2=/path/to/python2.7)"; exit 1; }; \
+	set -e; rm -rf $(FUZZ_VENV) $(FUZZ_VENV).bootstrap; \
+	$$python2 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+		--target $(FUZZ_VENV).bootstrap -c fuzz/py2-constraints.txt virtualenv; \
+	PYTHONPATH=$(FUZZ_VENV).bootstrap $$python2 -m virtualenv --quiet $(FUZZ_VENV); \
+	rm -rf $(FUZZ_VENV).bootstrap
+	$(FUZZ_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c fuzz/py2-constraints.txt incremental
+	$(FUZZ_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c fuzz/py2-constraints.txt autobahntestsuite
+	touch $@
+
 venv: $(VENV)/.installed
 node: tests/js/node_modules/.installed
 
@@ -26,5 +45,10 @@ run: venv
 test: venv node
 	PYTHONPATH=$(CURDIR) $(PY) -m pytest $(PYTEST_ARGS)
 
+fuzz-venv: $(FUZZ_VENV)/.installed
+
+fuzz: venv fuzz-venv
+	PYTHONPATH=$(CURDIR) $(PY) fuzz/run_fuzz.py --wstest $(FUZZ_VENV)/bin/wstest $(FUZZ_ARGS)
+
 clean:
-	rm -rf $(VENV) tests/js/node_modules
+	rm -rf $(VENV) $(FUZZ_VENV) tests/js/node_modules

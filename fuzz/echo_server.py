@@ -1,0 +1,54 @@
+"""A WebSocket echo endpoint on jsongle's own WebSocket stack, for fuzzing.
+
+It serves the frame layer the daemon uses (same protocol base class, same
+factory options, behind a Twisted Web ``Site`` as in production) and echoes
+every message back, so the Autobahn test suite can judge the framing alone.
+Prints ``echo listening on <host>:<port>`` once it accepts connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory
+from twisted.internet import reactor
+from twisted.web.server import Site
+
+from jsongle.engineio.wsframes import FastFrameProtocol, Message, protocol_options
+
+
+class EchoProtocol(FastFrameProtocol):
+    """Sends each message back as it came (text or binary)."""
+
+    def message_received(self, message: Message) -> None:
+        if isinstance(message, bytes):
+            self.send_messages([(message, True)])
+        else:
+            self.send_messages([(message.encode("utf-8"), False)])
+
+
+def echo_site(max_payload: int) -> Site:
+    factory = WebSocketServerFactory()
+    factory.protocol = EchoProtocol
+    factory.setProtocolOptions(**protocol_options(max_payload))
+    site = Site(WebSocketResource(factory))
+    site.noisy = False
+    return site
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--max-payload", type=int, default=64 * 1024 * 1024)
+    args = parser.parse_args(argv)
+    port = reactor.listenTCP(args.port, echo_site(args.max_payload), interface=args.host)
+    address = port.getHost()
+    print(f"echo listening on {address.host}:{address.port}", flush=True)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

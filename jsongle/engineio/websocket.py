@@ -34,7 +34,9 @@ class EngineWebSocketProtocol(FastFrameProtocol):
     """One WebSocket connection carrying (or probing for) an Engine.IO session."""
 
     name = "websocket"
-    log = Logger()
+    # Not ``log``: that name is Autobahn's txaio logger, which drops its many
+    # debug calls cheaply; a Twisted Logger there would emit every one.
+    _log = Logger()
 
     session: Optional[EngineSession] = None
     _probing: Optional[EngineSession] = None
@@ -91,7 +93,7 @@ class EngineWebSocketProtocol(FastFrameProtocol):
         except eio.PacketError:
             self.message_invalid(1008, "invalid Engine.IO packet")
         except Exception:
-            self.log.failure("WebSocket message handling failed")
+            self._log.failure("WebSocket message handling failed")
             self.message_invalid(1011, "internal error")
 
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:

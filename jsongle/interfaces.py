@@ -6,6 +6,8 @@
   as Twisted plugins so a third-party package can add one.
 * :class:`IRoomRegistry`: room state, so another backend (Redis) can replace
   the in-memory one.
+* :class:`IMessageBus`: delivery to connections held by other processes of a
+  cluster (nothing to do for one process alone).
 """
 
 from __future__ import annotations
@@ -82,7 +84,10 @@ class IHandlerRequest(Interface):
         """Send a message to the sender."""
 
     def send(connection_id, message):
-        """Send a message to any connection by its id."""
+        """Send a message to a connection of this process by its id."""
+
+    def send_to(member, message):
+        """Send a message to a room member (a RoomMember), on whichever node it is."""
 
     def relay(message):
         """Relay to the other members of the target room, rewriting from/to."""
@@ -113,3 +118,16 @@ class IRoomRegistry(Interface):
 
     def room_count():
         """How many non-empty rooms exist."""
+
+
+class IMessageBus(Interface):
+    """Carries messages to connections that other nodes of a cluster hold."""
+
+    node_id = Attribute("This process's node id (RoomMember.node of its own members).")
+
+    def send(node, connection_id, message):
+        """Deliver ``message`` to ``connection_id`` on ``node``; fire and forget."""
+
+    def listen(deliver):
+        """Call ``deliver(connection_id, message)`` for each message another
+        node sends to a connection of this one."""

@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 
 import txredisapi
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
 from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.logger import Logger
 
@@ -99,7 +99,7 @@ class _Slot:
         if self._stopped:
             return
         self._attempts += 1
-        endpoint = TCP4ClientEndpoint(self._reactor, self._address.host, self._address.port, timeout=5)
+        endpoint = HostnameEndpoint(self._reactor, self._address.host, self._address.port, timeout=5)
         protocol = self._make()
         connectProtocol(endpoint, protocol).addCallback(lambda _: protocol.whenConnected()).addCallback(
             self._prepare
@@ -144,8 +144,11 @@ class RedisLink:
     def __init__(
         self, address: RedisAddress, channel: str, reactor: Any, clock: IReactorTime,
         on_message: Callable[[str], None], backoff_first: float = 0.1, backoff_most: float = 2.0,
+        reply_timeout: float = 10.0,
     ) -> None:
         self.address = address
+        self.clock = clock
+        self.reply_timeout = reply_timeout
         self.channel = channel
         self.on_up: Callable[[], None] = lambda: None
         self.on_down: Callable[[], None] = lambda: None
@@ -158,7 +161,7 @@ class RedisLink:
             return protocol
 
         self._commands = _Slot(
-            "command", lambda: txredisapi.RedisProtocol(replyTimeout=10), reactor, clock, address,
+            "command", lambda: txredisapi.RedisProtocol(replyTimeout=None), reactor, clock, address,
             Backoff(backoff_first, backoff_most), self._changed, self._authenticate,
         )
         self._subscription = _Slot(
@@ -210,7 +213,7 @@ class RedisLink:
             result = protocol.execute_command(*args)
         except txredisapi.ConnectionError as error:
             return fail(RedisUnavailable(str(error)))
-        return result.addErrback(_unavailable)
+        return self._guard(protocol, result)
 
     def script(self, source: str, keys: list[str], args: list[Any]) -> Deferred:
         """Run a Lua script (EVALSHA, loading it on first use)."""
@@ -221,7 +224,25 @@ class RedisLink:
             result = protocol.eval(source, keys, args)
         except txredisapi.ConnectionError as error:
             return fail(RedisUnavailable(str(error)))
-        return result.addErrback(_unavailable)
+        return self._guard(protocol, result)
+
+    def _guard(self, protocol: Any, result: Deferred) -> Deferred:
+        """A Redis that stops answering is as good as gone: drop the
+        connection after ``reply_timeout`` s, which fails every pending
+        command and starts the reconnection."""
+
+        def hung() -> None:
+            if protocol.transport is not None:
+                protocol.transport.abortConnection()
+
+        timer = self.clock.callLater(self.reply_timeout, hung)
+
+        def settled(outcome: Any) -> Any:
+            if timer.active():
+                timer.cancel()
+            return outcome
+
+        return result.addBoth(settled).addErrback(_unavailable)
 
     def publish(self, channel: str, data: str) -> None:
         """Fire and forget: a message for a node that Redis cannot carry now is lost."""

@@ -74,7 +74,7 @@ def muc_joined(members: tuple[Client, ...], newcomer: Client, rid: str) -> None:
 # -- the same messages as one node ------------------------------------------
 
 
-def test_call_between_two_nodes(daemon_factory, puppet, redis_server):
+def test_call_between_two_nodes(redis_server, daemon_factory, puppet):
     node1, node2 = start_cluster(daemon_factory, redis_server, 2)
     alice = connect(puppet, node1, "alice", "alice")
     bob = connect(puppet, node2, "bob", "bob")
@@ -107,7 +107,7 @@ def test_call_between_two_nodes(daemon_factory, puppet, redis_server):
     assert_quiet(alice, bob)
 
 
-def test_muc_across_three_nodes(daemon_factory, puppet, redis_server):
+def test_muc_across_three_nodes(redis_server, daemon_factory, puppet):
     node1, node2, node3 = start_cluster(daemon_factory, redis_server, 3)
     alice = connect(puppet, node1, "alice", "alice")
     bob = connect(puppet, node2, "bob", "bob")
@@ -135,7 +135,7 @@ def test_muc_across_three_nodes(daemon_factory, puppet, redis_server):
     assert_quiet(alice, carol)
 
 
-def test_caps_hold_across_nodes(daemon_factory, puppet, redis_server):
+def test_caps_hold_across_nodes(redis_server, daemon_factory, puppet):
     node1, node2 = start_cluster(daemon_factory, redis_server, 2, maxMultiRoomPerUser=1)
     alice = connect(puppet, node1, "alice", "alice")
     bob = connect(puppet, node2, "bob", "bob")
@@ -160,7 +160,7 @@ def test_caps_hold_across_nodes(daemon_factory, puppet, redis_server):
 # -- the last seat -----------------------------------------------------------
 
 
-def test_race_for_the_last_seat(daemon_factory, puppet, redis_server):
+def test_race_for_the_last_seat(redis_server, daemon_factory, puppet):
     """Two clients on two nodes ask for the last seat at once: one gets it."""
     node1, node2 = start_cluster(daemon_factory, redis_server, 2)
     host = connect(puppet, node1, "host", "host")
@@ -188,7 +188,7 @@ def test_race_for_the_last_seat(daemon_factory, puppet, redis_server):
 # -- a node dies -------------------------------------------------------------
 
 
-def test_killed_node_members_leave(daemon_factory, puppet, redis_server):
+def test_killed_node_members_leave(redis_server, daemon_factory, puppet):
     node1, node2 = start_cluster(daemon_factory, redis_server, 2)
     alice = connect(puppet, node1, "alice", "alice")
     dave = connect(puppet, node1, "dave", "dave")
@@ -222,7 +222,7 @@ def test_killed_node_members_leave(daemon_factory, puppet, redis_server):
 # -- Redis goes away ---------------------------------------------------------
 
 
-def test_redis_loss_and_return(daemon_factory, puppet, redis_server):
+def test_redis_loss_and_return(redis_server, daemon_factory, puppet):
     node1, node2 = start_cluster(daemon_factory, redis_server, 2)
     alice = connect(puppet, node1, "alice", "alice")
     bob = connect(puppet, node1, "bob", "bob")

@@ -228,3 +228,18 @@ def test_reconnection_waits_on_the_injected_clock(redis_server):
     yield until(lambda: link.up, "both connections up")
     assert slot._attempts == 0 and link._subscription.ready
     yield link.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_restarted_node_clears_its_earlier_life(nodes):
+    """Same nodeId back before nodeTimeout (a quick restart): its old members go."""
+    one = yield nodes("one")
+    two = yield nodes("two")
+    yield one.registry.join("r1", "room", member("alice"))
+    yield two.registry.join("r1", "room", member("bob"))
+    two.service._loop.stop()
+    yield two.link.stop()
+    again = yield nodes("two")
+    yield until(lambda: len(again.announced) == 1, "old members removed")
+    assert (again.announced[0].left.connection_id, [m.connection_id for m in again.announced[0].remaining]) == ("bob", ["alice"])
+    yield until(lambda: len(one.registry.room("r1").members) == 1, "snapshot")

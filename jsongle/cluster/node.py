@@ -62,6 +62,9 @@ class ClusterNode(Service):
         self._loop = LoopingCall(self.tick)
         self._loop.clock = clock
         self._ticking = False
+        #: Until Redis is first reached: what it holds under this node id is
+        #: from an earlier life of the node (same nodeId, restarted) and goes.
+        self._first = True
         link.on_up = self._up
         link.on_down = self._down
 
@@ -99,7 +102,14 @@ class ClusterNode(Service):
             self.log.failure("bad message on the node channel")
 
     def _up(self) -> None:
-        self.log.info("redis reachable: resynchronising node {node}", node=self.node_id)
+        if self._first:
+            self._first = False
+            self.log.info("redis reachable: node {node} joins the cluster", node=self.node_id)
+            self.registry.sweep(self.node_id, force=True).addErrback(
+                lambda f: self.log.failure("clearing an earlier life of this node failed", f)
+            )
+        else:
+            self.log.info("redis reachable again: resynchronising node {node}", node=self.node_id)
         self.tick()
         self.registry.resync().addErrback(lambda f: self.log.failure("resynchronising failed", f))
 

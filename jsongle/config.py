@@ -82,6 +82,7 @@ class Config:
     redis_url: str = ""
     node_id: str = ""
     node_timeout: float = 15.0
+    reuse_port: bool = False
 
     @property
     def redis_address(self) -> "RedisAddress | None":
@@ -326,6 +327,10 @@ KEYS: Mapping[str, KeySpec] = {
     "nodeTimeout": KeySpec(
         "node_timeout", _duration,
         "How long a silent node stays in the cluster before the others remove its members (e.g. 15s).",
+    ),
+    "reusePort": KeySpec(
+        "reuse_port", _boolean,
+        "Open wsPort with SO_REUSEPORT, so several processes share it (WebSocket-only clients; needs redisUrl).",
     ),
 }
 

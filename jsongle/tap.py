@@ -198,6 +198,8 @@ class JsongleService(service.MultiService):
             log.warn("appToken is empty: anyone can connect")
         if self.signaling.cluster is not None:
             self.signaling.cluster.startService()
+        elif config.reuse_port:
+            log.warn("reusePort=true without redisUrl: each process sharing wsPort has its own rooms")
         if not config.use_https:
             log.info("useHTTPS=false: serving plain HTTP/WebSocket (put TLS in front, e.g. a reverse proxy)")
         super().startService()
@@ -296,11 +298,20 @@ def makeService(options: Options) -> service.IService:
     console = ConsoleLevel(config.log_default_level, secrets=secrets)
     root = JsongleService(signaling, console, options.warnings, logfile, options["config"], reactor)
     interface = config.listen_address or ""
-    if config.use_https:
+    site: Any = signaling.site()
+    if config.reuse_port:
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        from jsongle.reuseport import ReusePortEndpoint
+
+        endpoint: Any = ReusePortEndpoint(reactor, config.ws_port, interface)
+        if config.use_https:
+            site = TLSMemoryBIOFactory(options.tls, False, site)
+    elif config.use_https:
         endpoint = SSL4ServerEndpoint(reactor, config.ws_port, options.tls, interface=interface)
     else:
         endpoint = TCP4ServerEndpoint(reactor, config.ws_port, interface=interface)
-    websocket = ListeningService("websocket", endpoint, signaling.site())
+    websocket = ListeningService("websocket", endpoint, site)
     websocket.setServiceParent(root)
     add_rest_service(root, reactor, config, getattr(options, "tls", None), signaling, console, websocket)
     return root

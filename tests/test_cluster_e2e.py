@@ -267,3 +267,38 @@ def test_redis_loss_and_return(redis_server, daemon_factory, puppet):
     message = alice.send("r1", call("session-terminate"))
     assert bob.receive() == relayed(message, "r1", bob, {"sdp": "v=0", "sent": DATE, "relayed": DATE})
     assert_quiet(alice, bob, carol, dave)
+
+
+# -- one port, several processes ----------------------------------------------
+
+
+def test_processes_share_one_port_with_reuseport(redis_server, daemon_factory, puppet):
+    """Two daemons on one wsPort (SO_REUSEPORT); WebSocket-only clients meet in a room."""
+    from tests.support.redis import free_port
+
+    port = free_port()
+    config = {"wsPort": port, "reusePort": True}
+    daemons = start_cluster(daemon_factory, redis_server, 2, **config)
+    assert [d.ws_port for d in daemons] == [port, port]
+    shared = type("Shared", (), {"ws_url": f"http://127.0.0.1:{port}"})()
+    clients = []
+    for n in range(6):
+        name = f"user{n}"
+        puppet.connect(name, shared.ws_url, auth={"appToken": "test-token"}, reconnection=False, transports=["websocket"])
+        client = Client(puppet, name, puppet.next(name, "connect")["id"], uid=name)
+        hello = client.receive()
+        jsongle = {"action": "iq-result", "query": "session-hello", "transaction": hello["jsongle"]["transaction"]}
+        client.send("jsongle-server", {**jsongle, "description": {"uid": name, "dn": name.title()}})
+        assert client.receive()["jsongle"]["status"] == "success"
+        join(client, "#muc#all", "muc-join", members=tuple(clients))
+        for earlier in clients:
+            assert earlier.receive() == event(earlier, "muc", "joined", {"member": client.identity, "rid": "#muc#all"})
+        clients.append(client)
+    message = clients[0].send("#muc#all", {"action": "session-custom", "namespace": "muc", "description": {"x": 1}})
+    for other in clients[1:]:
+        assert other.receive() == relayed(message, "#muc#all/user0", other, {"x": 1, "sent": DATE, "relayed": DATE})
+    counts = []
+    for daemon in daemons:
+        with urllib.request.urlopen(daemon.rest_url + "/stats", timeout=5) as response:
+            counts.append(json.loads(response.read())["users_count"])
+    assert sum(counts) == 6, counts

@@ -219,6 +219,22 @@ def test_killed_node_members_leave(redis_server, daemon_factory, puppet):
     assert_quiet(alice, dave)
 
 
+def test_stopped_node_members_leave_at_once(redis_server, daemon_factory, puppet):
+    """SIGTERM: the node's clients leave their rooms before it goes, long
+    before a nodeTimeout of a minute would have them swept."""
+    node1, node2 = start_cluster(daemon_factory, redis_server, 2, nodeTimeout="60s")
+    alice = connect(puppet, node1, "alice", "alice")
+    bob = connect(puppet, node2, "bob", "bob")
+    join(alice, "#muc#m1", "muc-join")
+    join(bob, "#muc#m1", "muc-join", members=(alice,))
+    muc_joined((alice,), bob, "#muc#m1")
+    node2.signal(signal.SIGTERM)
+    assert alice.receive() == event(alice, "muc", "left", {"member": bob.identity, "rid": "#muc#m1"})
+    assert node2.wait_exit() == 0
+    poll(lambda: gauges(node1).get("jsongle_cluster_nodes") == 1, 10, "node 2 gone from the gauges")
+    assert_quiet(alice)
+
+
 # -- Redis goes away ---------------------------------------------------------
 
 

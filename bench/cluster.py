@@ -13,7 +13,12 @@ without Redis is measured too, as the baseline of a single process.
 
 Prints a table and the scaling ratios (messages/s with N processes over
 messages/s with one process on Redis).  Not a test: the figures depend on
-the machine, and the generators share its cores with the servers.
+the machine, and the generators share its cores with the servers.  So it
+also prints the CPU time the servers (jsongle processes and Redis) spent per
+relayed message, read from /proc: that cost does not depend on what else
+runs, and tells what the cluster adds per message; "ratio if CPU-bound" is
+N times the cost with one process over the cost with N, the scaling to
+expect with a free core per process.
 """
 
 from __future__ import annotations
@@ -36,6 +41,17 @@ TOKEN = "bench-token"
 LOAD = REPO / "bench" / "relay-load.mjs"
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the processes so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def run_generators(port: int, options: argparse.Namespace) -> dict[str, float]:
     """Start the generators together; sum their rates."""
     share = max(1, options.pairs // options.generators)
@@ -50,7 +66,11 @@ def run_generators(port: int, options: argparse.Namespace) -> dict[str, float]:
         if proc.returncode != 0:
             raise RuntimeError(f"generator failed ({proc.returncode})")
         results.append(json.loads(out.strip().splitlines()[-1]))
-    return {"rate": sum(r["rate"] for r in results), "pairs": sum(r["pairs"] for r in results)}
+    return {
+        "rate": sum(r["rate"] for r in results),
+        "total": sum(r["total"] for r in results),
+        "pairs": sum(r["pairs"] for r in results),
+    }
 
 
 def measure(processes: int, redis: bool, options: argparse.Namespace, workdir: Path) -> dict[str, float]:
@@ -66,8 +86,11 @@ def measure(processes: int, redis: bool, options: argparse.Namespace, workdir: P
             config["redisUrl"] = server.url
         for n in range(processes):
             daemons.append(Daemon.start(workdir / f"daemon-{processes}-{redis}-{n}", {**config, "nodeId": f"bench{n}"}))
+        pids = [d.pid for d in daemons] + ([server.pid] if server is not None else [])
+        before = cpu_seconds(pids)
         result = run_generators(port, options)
-        result.update(processes=processes, redis=redis)
+        spent = cpu_seconds(pids) - before
+        result.update(processes=processes, redis=redis, cpu_us=1e6 * spent / max(1, result["total"]))
         return result
     finally:
         for daemon in daemons:
@@ -91,11 +114,14 @@ def main() -> None:
         workdir = Path(tmp)
         rows = [measure(1, False, options, workdir)]
         rows += [measure(n, True, options, workdir) for n in counts]
-    base = next((r["rate"] for r in rows if r["redis"] and r["processes"] == 1), rows[0]["rate"])
-    print(f"{'processes':>9} {'redis':>5} {'msgs/s':>10} {'ratio':>6}")
+    one = next((r for r in rows if r["redis"] and r["processes"] == 1), rows[0])
+    # "if CPU-bound": N processes, each on its own core, at their measured cost per message.
+    print(f"{'processes':>9} {'redis':>5} {'msgs/s':>10} {'ratio':>6} {'server CPU/msg':>15} {'ratio if CPU-bound':>19}")
     for row in rows:
-        ratio = row["rate"] / base if base else 0.0
-        print(f"{row['processes']:>9} {'yes' if row['redis'] else 'no':>5} {row['rate']:>10.0f} {ratio:>6.2f}")
+        ratio = row["rate"] / one["rate"] if one["rate"] else 0.0
+        bound = row["processes"] * one["cpu_us"] / row["cpu_us"] if row["cpu_us"] else 0.0
+        print(f"{row['processes']:>9} {'yes' if row['redis'] else 'no':>5} {row['rate']:>10.0f} {ratio:>6.2f}"
+              f" {row['cpu_us']:>12.0f} us {bound:>19.2f}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 // Relay load for bench/cluster.py: P pairs of WebSocket-only clients, each
 // pair in its own P2P room, bouncing transport-info messages; W messages
 // in flight per pair. Prints one JSON line: messages relayed per second
-// over the measured window.
+// over the measured window (and the total count, warm-up included).
 //
 //   node bench/relay-load.mjs --url ws://127.0.0.1:8080 --token T \
 //        --pairs 20 --window 4 --warmup 2 --duration 8
@@ -25,6 +25,7 @@ for (let i = 2; i < process.argv.length; i += 2) {
 const CANDIDATE = "candidate:842163049 1 udp 1677729535 203.0.113.7 46154 typ srflx raddr 10.0.0.5 rport 46154 generation 0";
 let counting = false;
 let relayed = 0;
+let total = 0;
 let seq = 0;
 
 // One client: resolves once registered and joined; onRelay(message) afterwards.
@@ -77,8 +78,8 @@ async function main() {
   }
   for (const [a, b] of pairs) {
     // Each receipt is one relayed copy; the receiver answers, keeping W in flight.
-    a.onRelay = (m) => { if (counting) relayed++; a.send(call(m.jsongle.description.n)); };
-    b.onRelay = (m) => { if (counting) relayed++; b.send(call(m.jsongle.description.n)); };
+    a.onRelay = (m) => { total++; if (counting) relayed++; a.send(call(m.jsongle.description.n)); };
+    b.onRelay = (m) => { total++; if (counting) relayed++; b.send(call(m.jsongle.description.n)); };
     for (let n = 0; n < opts.window; n++) a.send(call(n));
   }
   await new Promise((r) => setTimeout(r, opts.warmup * 1000));
@@ -87,7 +88,7 @@ async function main() {
   await new Promise((r) => setTimeout(r, opts.duration * 1000));
   counting = false;
   const seconds = (performance.now() - started) / 1000;
-  process.stdout.write(JSON.stringify({ relayed, seconds, rate: relayed / seconds, pairs: opts.pairs, window: opts.window }) + "\n");
+  process.stdout.write(JSON.stringify({ relayed, total, seconds, rate: relayed / seconds, pairs: opts.pairs, window: opts.window }) + "\n");
   for (const [a, b] of pairs) { a.ws.terminate(); b.ws.terminate(); }
   process.exit(0);
 }

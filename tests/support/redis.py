@@ -48,6 +48,11 @@ class RedisServer:
             time.sleep(0.05)
         return self
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "not running"
+        return self._proc.pid
+
     def stop(self) -> None:
         """SIGTERM (no persistence: the data is gone), then wait for the exit."""
         if self._proc is not None and self._proc.poll() is None:

@@ -97,7 +97,8 @@ class IHandlerRequest(Interface):
 
 
 class IRoomRegistry(Interface):
-    """Room membership and caps.  Mutations return Deferreds (they may be remote)."""
+    """Room membership and caps.  Mutations return Deferreds (they may be remote)
+    and may fail with JsongleError 503001 when the shared state is unreachable."""
 
     def join(rid, kind, member):
         """Add ``member`` (a RoomMember) to room ``rid`` of ``kind`` ('room' or 'muc').
@@ -114,10 +115,14 @@ class IRoomRegistry(Interface):
         """Remove a connection from every room; fires with a list of LeaveResult."""
 
     def room(rid):
-        """A Room snapshot (kind, members) or None; synchronous: relays need it per message."""
+        """A Room snapshot (kind, members) or None; synchronous: relays need it per message.
+
+        A registry shared by several processes answers for the rooms with a
+        member in this process, which is all a relay from here can target.
+        """
 
     def room_count():
-        """How many non-empty rooms exist."""
+        """How many non-empty rooms exist (with a member in this process, when shared)."""
 
 
 class IMessageBus(Interface):

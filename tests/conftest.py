@@ -47,10 +47,16 @@ def daemon_factory(tmp_path):
 
 
 @pytest.fixture
-def redis_server(tmp_path):
-    """A fresh redis-server (no persistence) on a free port, stopped at teardown."""
+def redis_unstarted(tmp_path):
+    """A redis-server on a free port, not started yet (no persistence); stopped at teardown."""
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (Debian package: redis-server); .ci/run installs it")
-    server = RedisServer(tmp_path / "redis").start()
+    server = RedisServer(tmp_path / "redis")
     yield server
     server.stop()
+
+
+@pytest.fixture
+def redis_server(redis_unstarted):
+    """A fresh, running redis-server (no persistence) on a free port, stopped at teardown."""
+    return redis_unstarted.start()

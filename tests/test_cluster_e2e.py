@@ -33,6 +33,7 @@ from tests.test_protocol_e2e import (
 
 #: A short nodeTimeout, so a dead node is noticed quickly.
 NODE_TIMEOUT = 2.0
+UNAVAILABLE = "Rooms are unavailable: the cluster's Redis cannot be reached; try again later"
 
 
 def start_cluster(daemon_factory: Any, redis: Any, count: int, **config: Any) -> list[Any]:
@@ -256,7 +257,7 @@ def test_redis_loss_and_return(redis_server, daemon_factory, puppet):
     assert alice.receive() == relayed(message, "r1", alice, {"sdp": "v=0", "sent": DATE, "relayed": DATE})
     # Joins cannot be decided.
     request = carol.iq_set("session-join", {"rid": "r2"})
-    assert carol.receive() == iq_error(request, 503001, "Rooms are unavailable: the cluster's Redis cannot be reached; try again later")
+    assert carol.receive() == iq_error(request, 503001, UNAVAILABLE)
 
     redis_server.start()
     restarted = time.monotonic()
@@ -265,7 +266,7 @@ def test_redis_loss_and_return(redis_server, daemon_factory, puppet):
         request = carol.iq_set("session-join", {"rid": "r2"})
         answer = carol.receive()
         if answer["jsongle"]["action"] == "iq-error":
-            assert answer == iq_error(request, 503001, "Rooms are unavailable: the cluster's Redis cannot be reached; try again later")
+            assert answer == iq_error(request, 503001, UNAVAILABLE)
             return False
         assert answer == iq_result(request, {"members": [], "rid": "r2"})
         return True
@@ -318,3 +319,24 @@ def test_processes_share_one_port_with_reuseport(redis_server, daemon_factory, p
         with urllib.request.urlopen(daemon.rest_url + "/stats", timeout=5) as response:
             counts.append(json.loads(response.read())["users_count"])
     assert sum(counts) == 6, counts
+
+
+def test_start_before_redis(redis_unstarted, daemon_factory, puppet):
+    """A node that starts without Redis serves, refuses joins, and joins the
+    cluster once Redis is up."""
+    (node1,) = start_cluster(daemon_factory, redis_unstarted, 1)
+    alice = connect(puppet, node1, "alice", "alice")
+    request = alice.iq_set("session-join", {"rid": "r1"})
+    assert alice.receive() == iq_error(request, 503001, UNAVAILABLE)
+    redis_unstarted.start()
+
+    def joined() -> bool:
+        request = alice.iq_set("session-join", {"rid": "r1"})
+        answer = alice.receive()
+        if answer["jsongle"]["action"] == "iq-error":
+            assert answer == iq_error(request, 503001, UNAVAILABLE)
+            return False
+        assert answer == iq_result(request, {"members": [], "rid": "r1"})
+        return True
+
+    poll(joined, 20, "a join once Redis is up")

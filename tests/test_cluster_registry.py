@@ -15,12 +15,14 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock, deferLater
+from zope.interface.verify import verifyObject
 
 from jsongle.cluster.bus import RedisBus, node_channel
 from jsongle.cluster.link import Backoff, RedisLink
 from jsongle.cluster.node import ClusterNode
 from jsongle.cluster.registry import RedisRoomRegistry
 from jsongle.config import RedisAddress
+from jsongle.interfaces import IMessageBus, IRoomRegistry
 from jsongle.signaling.errors import JsongleError
 from jsongle.signaling.rooms import RoomCaps, RoomMember
 
@@ -82,6 +84,7 @@ def nodes(redis_server):
 def test_join_and_leave_reach_the_other_node(nodes):
     one = yield nodes("one")
     two = yield nodes("two")
+    assert verifyObject(IRoomRegistry, one.registry) and verifyObject(IMessageBus, one.bus)
     joined = yield one.registry.join("r1", "room", member("alice"))
     assert joined.created and not joined.already and joined.others == ()
     joined = yield two.registry.join("r1", "room", member("bob"))

@@ -23,8 +23,8 @@ from jsongle.interfaces import IHandlerRequest, IMessageBus, IRoomRegistry, ISoc
 from jsongle.metrics import Metrics
 from jsongle.signaling import errors
 from jsongle.signaling import messages as m
-from jsongle.signaling.errors import JsongleError
 from jsongle.signaling.bus import LocalBus
+from jsongle.signaling.errors import JsongleError
 from jsongle.signaling.handlers import HandlerSet
 from jsongle.signaling.member import Member
 from jsongle.signaling.rooms import LeaveResult, Room, RoomMember

@@ -87,6 +87,7 @@ class Signaling:
         if self.cluster is not None:
             self.cluster.local_users = self.application.connection_count
             self.rooms.announce = self.application.announce_leave
+            self.rooms.announce_join = self.application.announce_join
         self.socketio = SocketIOServer({"/": self.application}, clock, config.connect_timeout / 1000.0)
         self.socketio.on_refused = self.metrics.connect_refused
         origins = config.cors_origins

@@ -35,13 +35,19 @@ def member(cid: str, uid: str | None = None) -> RoomMember:
 class Node:
     """A registry, bus and node service on their own link, like one daemon."""
 
-    def __init__(self, port: int, node_id: str, caps: RoomCaps = RoomCaps(), node_timeout: float = 15.0) -> None:
+    def __init__(
+        self, port: int, node_id: str, caps: RoomCaps = RoomCaps(), node_timeout: float = 15.0, backoff: float = 0.05
+    ) -> None:
         self.delivered: list[tuple[str, dict[str, Any]]] = []
         self.announced: list[Any] = []
+        self.joins: list[tuple[str, str, list[str]]] = []
         self.link = RedisLink(RedisAddress("127.0.0.1", port, 0, None), node_channel(node_id), reactor, reactor,
-                              lambda raw: self.service.received(raw), backoff_first=0.05, backoff_most=0.2)
+                              lambda raw: self.service.received(raw), backoff_first=backoff, backoff_most=max(backoff, 0.2))
         self.registry = RedisRoomRegistry(self.link, node_id, caps)
         self.registry.announce = self.announced.append
+        self.registry.announce_join = lambda rid, kind, member, targets: self.joins.append(
+            (rid, member.connection_id, [t.connection_id for t in targets])
+        )
         self.bus = RedisBus(self.link, node_id)
         self.bus.listen(lambda cid, message: self.delivered.append((cid, message)))
         self.service = ClusterNode(self.link, self.registry, self.bus, reactor, node_timeout)
@@ -214,22 +220,20 @@ def test_reconnection_waits_on_the_injected_clock(redis_server):
     redis_server.stop()
     link = RedisLink(RedisAddress("127.0.0.1", port, 0, None), "jsongle:node:x", reactor, clock,
                      lambda raw: None, backoff_first=1.0, backoff_most=4.0)
-    slot = link._commands
+    slots = (link._commands, link._subscription)
     link.start()
-    yield until(lambda: slot._retry is not None, "first attempt refused")
-    assert slot._attempts == 1
-    assert [call.getTime() for call in clock.getDelayedCalls() if call is slot._retry] == [1.0]
+    yield until(lambda: all(slot._retry is not None for slot in slots), "first attempts refused")
+    assert [(slot._attempts, slot._retry.getTime()) for slot in slots] == [(1, 1.0), (1, 1.0)]
     clock.advance(0.9)
-    assert slot._attempts == 1
+    assert [slot._attempts for slot in slots] == [1, 1]
     clock.advance(0.1)
-    assert slot._attempts == 2
-    yield until(lambda: slot._retry is not None, "second attempt refused")
-    assert slot._retry.getTime() == 3.0  # 1 s, then 2 s
+    assert [slot._attempts for slot in slots] == [2, 2]
+    yield until(lambda: all(slot._retry is not None for slot in slots), "second attempts refused")
+    assert [slot._retry.getTime() for slot in slots] == [3.0, 3.0]  # 1 s, then 2 s
     redis_server.start()
     clock.advance(2.0)
-    # Both connections came back on their third attempt, at 3 s.
-    yield until(lambda: link.up, "both connections up")
-    assert slot._attempts == 0 and link._subscription.ready
+    yield until(lambda: link.up, "both connections up on their third attempt")
+    assert [slot._attempts for slot in slots] == [0, 0]
     yield link.stop()
 
 
@@ -246,3 +250,45 @@ def test_restarted_node_clears_its_earlier_life(nodes):
     yield until(lambda: len(again.announced) == 1, "old members removed")
     assert (again.announced[0].left.connection_id, [m.connection_id for m in again.announced[0].remaining]) == ("bob", ["alice"])
     yield until(lambda: len(one.registry.room("r1").members) == 1, "snapshot")
+
+
+@pytest_twisted.inlineCallbacks
+def test_broken_link_hears_what_it_missed(nodes):
+    """Redis kept its state while one node's link was down: that node's
+    members hear the leaves and joins they missed; nothing is put back twice."""
+    one = yield nodes("one", backoff=1.0)
+    two = yield nodes("two")
+    yield one.registry.join("r1", "room", member("alice"))
+    yield two.registry.join("r1", "room", member("bob"))
+    yield until(lambda: one.registry.epoch is not None and len(one.registry.room("r1").members) == 2, "heartbeat")
+    for slot in (one.link._commands, one.link._subscription):
+        slot.protocol.transport.abortConnection()
+    yield until(lambda: not one.link.up, "link down")
+    yield two.registry.leave("r1", "bob")
+    yield two.registry.join("r1", "room", member("carol"))
+    yield until(lambda: one.link.up and one.announced and one.joins, "resync")
+    assert [(r.rid, r.left.connection_id, [m.connection_id for m in r.remaining]) for r in one.announced] == [
+        ("r1", "bob", ["alice"])
+    ]
+    assert one.joins == [("r1", "carol", ["alice"])]
+    assert [m.connection_id for m in one.registry.room("r1").members] == ["alice", "carol"]
+    assert two.joins == [] and two.announced == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_node_swept_while_away_comes_back_with_joined(nodes):
+    """A link down longer than nodeTimeout: the others were told its members
+    left; once back, its members are in their rooms again and the others hear
+    that they joined."""
+    one = yield nodes("one", node_timeout=0.5, backoff=2.0)
+    two = yield nodes("two", node_timeout=0.5)
+    yield one.registry.join("r1", "room", member("alice"))
+    yield two.registry.join("r1", "room", member("bob"))
+    yield until(lambda: one.registry.epoch is not None and len(one.registry.room("r1").members) == 2, "heartbeat")
+    for slot in (one.link._commands, one.link._subscription):
+        slot.protocol.transport.abortConnection()
+    yield until(lambda: two.announced, "swept")
+    assert [(r.left.connection_id, [m.connection_id for m in r.remaining]) for r in two.announced] == [("alice", ["bob"])]
+    yield until(lambda: one.link.up and one.joins, "back")
+    assert one.joins == [("r1", "alice", ["bob"])]
+    yield until(lambda: len(two.registry.room("r1").members) == 2, "snapshot")

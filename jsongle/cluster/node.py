@@ -122,7 +122,7 @@ class ClusterNode(Service):
             return succeed(None)
         self._ticking = True
         ttl = str(int(self.node_timeout * 1000))
-        beat = self.link.script(scripts.HEARTBEAT, [], [self.node_id, ttl, str(self.local_users())])
+        beat = self.link.script(scripts.HEARTBEAT, [], [self.node_id, ttl, str(self.local_users()), secrets.token_hex(8)])
         beat.addCallback(self._beaten)
         beat.addErrback(lambda f: self.log.debug("heartbeat failed: {error}", error=f.getErrorMessage()))
 
@@ -136,6 +136,7 @@ class ClusterNode(Service):
         answer = json.loads(raw)
         stats = self.stats
         stats.nodes, stats.users, stats.conferences = answer["nodes"], answer["users"], answer["rooms"]
+        self.registry.epoch = answer["epoch"]
         sweeps: Deferred = succeed(None)
         for node in answer.get("dead", ()):
             if node != self.node_id:

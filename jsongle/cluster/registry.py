@@ -67,9 +67,16 @@ class RedisRoomRegistry:
         self._seqs: dict[str, int] = {}
         #: Connections gone while Redis was away: they leave on resync.
         self._pending_leaves: list[str] = []
+        #: The token Redis holds for its current life (set by the heartbeat):
+        #: the same token after a reconnection means Redis kept its state.
+        self.epoch: Optional[str] = None
         #: Called with the LeaveResults of connections that left later than
-        #: their disconnect (Redis was away) or whose node died.
+        #: their disconnect (Redis was away) or whose node died, and of those
+        #: this node's members missed while its link was down.
         self.announce: Callable[[LeaveResult], None] = lambda result: None
+        #: ``(rid, kind, member, targets)``: tell ``targets`` that ``member``
+        #: joined (missed while this node's link was down, or back after it).
+        self.announce_join: Callable[[str, str, RoomMember, tuple[RoomMember, ...]], None] = lambda *args: None
 
     # -- IRoomRegistry -----------------------------------------------------
 
@@ -166,25 +173,60 @@ class RedisRoomRegistry:
     def resync(self) -> Deferred:
         """Put this node's members back in Redis, then let the departed leave.
 
-        The sequence restarts when Redis restarts empty, so the bookkeeping
-        of the old one is dropped first.
+        When Redis kept its state (only this node's link broke), the changes
+        missed meanwhile are told to this node's members as ``left`` and
+        ``joined`` events, and the others hear ``joined`` for members of this
+        node that were swept in between.  When Redis restarted empty, every
+        node puts its own members back and nobody is told anything: nobody
+        left.  The sequence restarts with Redis, so its bookkeeping goes.
         """
+        before = dict(self._rooms)
+        saved = self.epoch
         self._seqs.clear()
-        restores = []
-        for room in list(self._rooms.values()):
-            for member in room.members:
-                if member.node == self.node_id and member.connection_id not in self._pending_leaves:
-                    restores.append(
-                        self._join(room.rid, room.kind, member, force=True).addCallback(
-                            self._restored, room.rid
+
+        def restore(epoch: Any) -> Deferred:
+            kept = saved is not None and epoch == saved
+            restores = []
+            for room in before.values():
+                for member in room.members:
+                    if member.node == self.node_id and member.connection_id not in self._pending_leaves:
+                        restores.append(
+                            self._join(room.rid, room.kind, member, force=True).addCallback(
+                                self._restored, room.rid, member, kept
+                            )
                         )
-                    )
-        result = DeferredList(restores, consumeErrors=True)
+            done = DeferredList(restores, consumeErrors=True)
+            if kept:
+                done.addCallback(lambda _: self._tell_missed(before))
+            return done
+
+        result = self.link.command("GET", scripts.PREFIX + "epoch").addCallback(restore)
         return result.addCallback(lambda _: self._leave_pending())
 
-    def _restored(self, answer: dict[str, Any], rid: str) -> None:
-        if answer["r"] != "err":
-            self._apply(rid, answer["seq"], answer["room"])
+    def _restored(self, answer: dict[str, Any], rid: str, member: RoomMember, kept: bool) -> None:
+        if answer["r"] == "err":
+            return
+        room = self._apply(rid, answer["seq"], answer["room"])
+        if kept and answer["r"] == "ok" and room is not None:
+            # Swept while away: the others were told it left; now it is back.
+            others = tuple(m for m in room.members if m.connection_id != member.connection_id)
+            self.announce_join(rid, room.kind, member, others)
+
+    def _tell_missed(self, before: dict[str, Room]) -> None:
+        """Events this node's members missed while its link was down."""
+        for rid, old in before.items():
+            new = self._rooms.get(rid)
+            if new is None:
+                continue
+            locals_ = tuple(m for m in new.members if m.node == self.node_id)
+            now = {m.connection_id for m in new.members}
+            then = {m.connection_id for m in old.members}
+            for gone in old.members:
+                if gone.node != self.node_id and gone.connection_id not in now:
+                    self.announce(LeaveResult(rid, new.kind, gone, locals_))
+            for came in new.members:
+                if came.node != self.node_id and came.connection_id not in then:
+                    self.announce_join(rid, new.kind, came, locals_)
 
     def _leave_pending(self) -> Deferred:
         pending, self._pending_leaves = self._pending_leaves, []

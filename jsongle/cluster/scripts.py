@@ -13,7 +13,8 @@ Keys (prefix ``jsongle:``): ``room:<rid>`` the room as JSON
 connection; ``nodeconns:<node>`` the connections of a node that are in rooms;
 ``mucs:<uid>`` multi-user rooms of a user (rid -> connections);
 ``nodes``, ``alive:<node>`` (expires after nodeTimeout) and ``users``
-(node -> connected clients); ``seq`` the sequence.
+(node -> connected clients); ``seq`` the sequence; ``epoch`` a token per
+life of the data.
 """
 
 from __future__ import annotations
@@ -153,11 +154,14 @@ if #results == 0 then return '[]' end
 return cjson.encode(results)
 """
 
-#: ARGV: node, heartbeat TTL in ms, connected clients on that node.
-#: Answers the cluster gauges and the nodes whose heartbeat has expired.
+#: ARGV: node, heartbeat TTL in ms, connected clients on that node, a
+#: random token. Answers the cluster gauges, the nodes whose heartbeat has
+#: expired and the epoch: a token set once per life of the Redis data, so a
+#: node can tell a broken link (same epoch) from a Redis restarted empty.
 HEARTBEAT = r"""
 local P = 'jsongle:'
 local node = ARGV[1]
+redis.call('SET', P .. 'epoch', ARGV[4], 'NX')
 redis.call('SET', P .. 'alive:' .. node, '1', 'PX', ARGV[2])
 redis.call('SADD', P .. 'nodes', node)
 redis.call('HSET', P .. 'users', node, ARGV[3])
@@ -168,7 +172,8 @@ for _, other in ipairs(nodes) do
 end
 local users = 0
 for _, count in ipairs(redis.call('HVALS', P .. 'users')) do users = users + tonumber(count) end
-local answer = {nodes = #nodes - #dead, users = users, rooms = redis.call('SCARD', P .. 'rooms'), dead = dead}
+local answer = {nodes = #nodes - #dead, users = users, rooms = redis.call('SCARD', P .. 'rooms'), dead = dead,
+                epoch = redis.call('GET', P .. 'epoch')}
 if #dead == 0 then answer.dead = nil end
 return cjson.encode(answer)
 """

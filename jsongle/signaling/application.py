@@ -100,6 +100,14 @@ class HandlerRequest:
             metrics.relayed(action if isinstance(action, str) else "").inc(count)
         return count
 
+    def announce_join(self, rid: str, kind: str, member: RoomMember, targets: tuple[RoomMember, ...]) -> None:
+        """Tell ``targets`` that ``member`` joined ``rid`` (the join handler tells its own)."""
+        for target in targets:
+            self.send_to(
+                target,
+                m.event(self.config.server_id, target.connection_id, kind, "joined", {"member": member.identity, "rid": rid}),
+            )
+
     def announce_leave(self, result: LeaveResult) -> None:
         self.app.announce_leave(result)
 
@@ -330,6 +338,14 @@ class SignalingApplication:
     def _announce_leaves(self, results: list[LeaveResult]) -> None:
         for result in results:
             self.announce_leave(result)
+
+    def announce_join(self, rid: str, kind: str, member: RoomMember, targets: tuple[RoomMember, ...]) -> None:
+        """Tell ``targets`` that ``member`` joined ``rid`` (the join handler tells its own)."""
+        for target in targets:
+            self.send_to(
+                target,
+                m.event(self.config.server_id, target.connection_id, kind, "joined", {"member": member.identity, "rid": rid}),
+            )
 
     def announce_leave(self, result: LeaveResult) -> None:
         """Tell the remaining members (conferences_count reads the registry)."""

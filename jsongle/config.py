@@ -45,6 +45,13 @@ class ConfigError(Exception):
         self.reason = reason
 
 
+class RedisAddress(NamedTuple):
+    host: str
+    port: int
+    db: int
+    password: "str | None"
+
+
 @dataclass(frozen=True, repr=False)
 class Config:
     """The typed server configuration; every field has a working default."""
@@ -72,6 +79,19 @@ class Config:
     ping_timeout: int = 20000
     max_payload: int = 1000000
     connect_timeout: int = 45000
+    redis_url: str = ""
+    node_id: str = ""
+    node_timeout: float = 15.0
+    reuse_port: bool = False
+
+    @property
+    def redis_address(self) -> "RedisAddress | None":
+        """redisUrl taken apart, or None for one process (empty redisUrl)."""
+        match = _REDIS_URL.fullmatch(self.redis_url.strip())
+        if not match:
+            return None
+        password, host, port, db = match.groups()
+        return RedisAddress(host.strip("[]"), int(port or 6379), int(db or 0), password or None)
 
     @property
     def cors_origins(self) -> tuple[str, ...]:
@@ -86,6 +106,8 @@ class Config:
             value = getattr(self, f.name)
             if f.name in ("app_token", "admin_token"):
                 value = "***" if value else ""
+            elif f.name == "redis_url" and value:
+                value = re.sub(r":[^:@/]*@", ":***@", value)
             parts.append(f"{f.name}={value!r}")
         return f"Config({', '.join(parts)})"
 
@@ -161,6 +183,24 @@ def _log_level(raw: str) -> str:
     text = _require(raw).lower()
     if text not in LOG_LEVELS:
         raise _Invalid(f"is not a log level (one of {', '.join(LOG_LEVELS)})")
+    return text
+
+
+_REDIS_URL = re.compile(r"redis://(?:(?:[^:@/]*):([^@/]*)@)?([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\])(?::([0-9]{1,5}))?(?:/([0-9]+))?/?", re.ASCII)
+_NODE_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}", re.ASCII)
+
+
+def _redis_url(raw: str) -> str:
+    text = raw.strip()
+    if text and not _REDIS_URL.fullmatch(text):
+        raise _Invalid("is not a Redis URL (redis://[:password@]host[:port][/db], or empty for one process)")
+    return text
+
+
+def _node_id(raw: str) -> str:
+    text = raw.strip()
+    if text and not _NODE_ID.fullmatch(text):
+        raise _Invalid("is not a node id (1 to 64 letters, digits, '_', '.' or '-'; empty generates one)")
     return text
 
 
@@ -275,6 +315,22 @@ KEYS: Mapping[str, KeySpec] = {
     "connectTimeout": KeySpec(
         "connect_timeout", _at_least(1),
         "Milliseconds a connection may wait before its Socket.IO CONNECT.",
+    ),
+    "redisUrl": KeySpec(
+        "redis_url", _redis_url,
+        "Redis shared by the processes of one cluster (redis://host:6379/0); empty keeps rooms in this process.",
+    ),
+    "nodeId": KeySpec(
+        "node_id", _node_id,
+        "This process's name in the cluster; empty generates one (host, pid and a random suffix).",
+    ),
+    "nodeTimeout": KeySpec(
+        "node_timeout", _duration,
+        "How long a silent node stays in the cluster before the others remove its members (e.g. 15s).",
+    ),
+    "reusePort": KeySpec(
+        "reuse_port", _boolean,
+        "Open wsPort with SO_REUSEPORT, so several processes share it (WebSocket-only clients; needs redisUrl).",
     ),
 }
 

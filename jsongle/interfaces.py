@@ -6,6 +6,8 @@
   as Twisted plugins so a third-party package can add one.
 * :class:`IRoomRegistry`: room state, so another backend (Redis) can replace
   the in-memory one.
+* :class:`IMessageBus`: delivery to connections held by other processes of a
+  cluster (nothing to do for one process alone).
 """
 
 from __future__ import annotations
@@ -82,7 +84,10 @@ class IHandlerRequest(Interface):
         """Send a message to the sender."""
 
     def send(connection_id, message):
-        """Send a message to any connection by its id."""
+        """Send a message to a connection of this process by its id."""
+
+    def send_to(member, message):
+        """Send a message to a room member (a RoomMember), on whichever node it is."""
 
     def relay(message):
         """Relay to the other members of the target room, rewriting from/to."""
@@ -92,7 +97,8 @@ class IHandlerRequest(Interface):
 
 
 class IRoomRegistry(Interface):
-    """Room membership and caps.  Mutations return Deferreds (they may be remote)."""
+    """Room membership and caps.  Mutations return Deferreds (they may be remote)
+    and may fail with JsongleError 503001 when the shared state is unreachable."""
 
     def join(rid, kind, member):
         """Add ``member`` (a RoomMember) to room ``rid`` of ``kind`` ('room' or 'muc').
@@ -109,7 +115,24 @@ class IRoomRegistry(Interface):
         """Remove a connection from every room; fires with a list of LeaveResult."""
 
     def room(rid):
-        """A Room snapshot (kind, members) or None; synchronous: relays need it per message."""
+        """A Room snapshot (kind, members) or None; synchronous: relays need it per message.
+
+        A registry shared by several processes answers for the rooms with a
+        member in this process, which is all a relay from here can target.
+        """
 
     def room_count():
-        """How many non-empty rooms exist."""
+        """How many non-empty rooms exist (with a member in this process, when shared)."""
+
+
+class IMessageBus(Interface):
+    """Carries messages to connections that other nodes of a cluster hold."""
+
+    node_id = Attribute("This process's node id (RoomMember.node of its own members).")
+
+    def send(node, connection_id, message):
+        """Deliver ``message`` to ``connection_id`` on ``node``; fire and forget."""
+
+    def listen(deliver):
+        """Call ``deliver(connection_id, message)`` for each message another
+        node sends to a connection of this one."""

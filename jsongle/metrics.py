@@ -8,7 +8,7 @@ child, so a message costs no dict built for metrics.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -108,6 +108,16 @@ class Metrics:
         """Read ``jsongle_connections{transport}`` at each scrape (connects, upgrades, disconnects)."""
         for transport in TRANSPORTS:
             self.connections.labels(transport).set_function(lambda transport=transport: count(transport))
+
+    def watch_cluster(self, stats: Any) -> None:
+        """Cluster-wide gauges, read from ``stats`` (nodes, users, conferences) at each scrape."""
+        for name, attribute, text in (
+            ("jsongle_cluster_nodes", "nodes", "Live nodes of the cluster (heartbeat not expired)"),
+            ("jsongle_cluster_users", "users", "Connected clients, all nodes"),
+            ("jsongle_cluster_conferences", "conferences", "Non-empty rooms, all nodes"),
+        ):
+            gauge = Gauge(name, text, registry=self.registry)
+            gauge.set_function(lambda attribute=attribute: getattr(stats, attribute))
 
     def connect_refused(self, reason: str, namespace: Optional[str] = None) -> None:
         """Count a refused connection (also usable as ``SocketIOServer.on_refused``)."""

@@ -26,6 +26,7 @@ from jsongle.engineio.server import EngineOptions, EngineServer
 from jsongle.logs import ConsoleLevel
 from jsongle.metrics import Metrics
 from jsongle.signaling.application import SignalingApplication
+from jsongle.signaling.bus import LocalBus
 from jsongle.signaling.handlers import HandlerConflict, HandlerSet, discover
 from jsongle.signaling.rooms import InMemoryRoomRegistry, RoomCaps
 from jsongle.socketio.server import SocketIOServer
@@ -72,10 +73,21 @@ class Signaling:
     def __init__(self, config: Config, clock: IReactorTime, handlers: HandlerSet, registry: Optional[CollectorRegistry] = None) -> None:
         self.config = config
         self.metrics = Metrics(registry or CollectorRegistry())
-        self.rooms = InMemoryRoomRegistry(
-            RoomCaps(config.max_members_per_room, config.max_members_per_multi_room, config.max_multi_room_per_user)
-        )
-        self.application = SignalingApplication(config, self.rooms, handlers, self.metrics, clock)
+        caps = RoomCaps(config.max_members_per_room, config.max_members_per_multi_room, config.max_multi_room_per_user)
+        #: The cluster node service when redisUrl is set, else None.
+        self.cluster: Any = None
+        if config.redis_address is None:
+            self.rooms: Any = InMemoryRoomRegistry(caps)
+            bus: Any = LocalBus()
+        else:
+            self.cluster = cluster_node(config, clock, caps)
+            self.rooms, bus = self.cluster.registry, self.cluster.bus
+            self.metrics.watch_cluster(self.cluster.stats)
+        self.application = SignalingApplication(config, self.rooms, handlers, self.metrics, clock, bus)
+        if self.cluster is not None:
+            self.cluster.local_users = self.application.connection_count
+            self.rooms.announce = self.application.announce_leave
+            self.rooms.announce_join = self.application.announce_join
         self.socketio = SocketIOServer({"/": self.application}, clock, config.connect_timeout / 1000.0)
         self.socketio.on_refused = self.metrics.connect_refused
         origins = config.cors_origins
@@ -87,6 +99,22 @@ class Signaling:
 
     def site(self) -> Site:
         return engineio_site(self.engine)
+
+
+def cluster_node(config: Config, reactor: Any, caps: RoomCaps) -> Any:
+    """The Redis registry, bus and node service of one cluster member."""
+    from jsongle.cluster.bus import RedisBus, node_channel
+    from jsongle.cluster.link import RedisLink
+    from jsongle.cluster.node import ClusterNode, generated_node_id
+    from jsongle.cluster.registry import RedisRoomRegistry
+
+    address = config.redis_address
+    assert address is not None
+    node_id = config.node_id or generated_node_id()
+    node: Any = None
+    link = RedisLink(address, node_channel(node_id), reactor, reactor, lambda raw: node.received(raw))
+    node = ClusterNode(link, RedisRoomRegistry(link, node_id, caps), RedisBus(link, node_id), reactor, config.node_timeout)
+    return node
 
 
 class ListeningService(StreamServerEndpointService):
@@ -169,6 +197,10 @@ class JsongleService(service.MultiService):
         config = self.signaling.config
         if not config.app_token:
             log.warn("appToken is empty: anyone can connect")
+        if self.signaling.cluster is not None:
+            self.signaling.cluster.startService()
+        elif config.reuse_port:
+            log.warn("reusePort=true without redisUrl: each process sharing wsPort has its own rooms")
         if not config.use_https:
             log.info("useHTTPS=false: serving plain HTTP/WebSocket (put TLS in front, e.g. a reverse proxy)")
         super().startService()
@@ -212,6 +244,7 @@ class JsongleService(service.MultiService):
         result = maybeDeferred(super().stopService)
         result.addErrback(lambda failure: log.failure("stopping the listeners failed", failure))
         result.addCallback(lambda _: self._disconnect_all())
+        result.addCallback(lambda _: self._leave_cluster())
         result.addBoth(self._close_logs)
         return result
 
@@ -234,6 +267,13 @@ class JsongleService(service.MultiService):
 
         check()
         return done
+
+    def _leave_cluster(self) -> Any:
+        """Last, once the clients' leaves are announced: leave the cluster."""
+        cluster = self.signaling.cluster
+        if cluster is None or not cluster.running:
+            return None
+        return cluster.stopService()
 
     def _close_logs(self, result: Any) -> Any:
         from twisted.python.failure import Failure
@@ -259,11 +299,20 @@ def makeService(options: Options) -> service.IService:
     console = ConsoleLevel(config.log_default_level, secrets=secrets)
     root = JsongleService(signaling, console, options.warnings, logfile, options["config"], reactor)
     interface = config.listen_address or ""
-    if config.use_https:
+    site: Any = signaling.site()
+    if config.reuse_port:
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        from jsongle.reuseport import ReusePortEndpoint
+
+        endpoint: Any = ReusePortEndpoint(reactor, config.ws_port, interface)
+        if config.use_https:
+            site = TLSMemoryBIOFactory(options.tls, False, site)
+    elif config.use_https:
         endpoint = SSL4ServerEndpoint(reactor, config.ws_port, options.tls, interface=interface)
     else:
         endpoint = TCP4ServerEndpoint(reactor, config.ws_port, interface=interface)
-    websocket = ListeningService("websocket", endpoint, signaling.site())
+    websocket = ListeningService("websocket", endpoint, site)
     websocket.setServiceParent(root)
     add_rest_service(root, reactor, config, getattr(options, "tls", None), signaling, console, websocket)
     return root

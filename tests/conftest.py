@@ -9,6 +9,7 @@ import pytest
 
 from tests.support.daemon import Daemon
 from tests.support.puppet import Puppet
+from tests.support.redis import RedisServer
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 
@@ -43,3 +44,19 @@ def daemon_factory(tmp_path):
     for daemon in daemons:
         code = daemon.stop()
         print(f"--- daemon pid {daemon.pid} exited {code} ---\n{daemon.output()}")
+
+
+@pytest.fixture
+def redis_unstarted(tmp_path):
+    """A redis-server on a free port, not started yet (no persistence); stopped at teardown."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (Debian package: redis-server); .ci/run installs it")
+    server = RedisServer(tmp_path / "redis")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_server(redis_unstarted):
+    """A fresh, running redis-server (no persistence) on a free port, stopped at teardown."""
+    return redis_unstarted.start()

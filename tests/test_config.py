@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from jsongle.config import DEFAULT_CONFIG, KEYS, Config, ConfigError, load_config
+from jsongle.config import DEFAULT_CONFIG, KEYS, Config, ConfigError, RedisAddress, load_config
 
 REPO_ENV = Path(__file__).resolve().parent.parent / "etc" / "jsongle.env"
 
@@ -282,3 +283,43 @@ def test_shipped_env_lists_every_key() -> None:
     for index, line in enumerate(lines):
         if line and not line.startswith("#"):
             assert lines[index - 1].startswith("# "), f"no comment above {line!r}"
+
+
+@pytest.mark.parametrize(
+    ("raw", "address"),
+    [
+        ("", None),
+        ("redis://127.0.0.1", ("127.0.0.1", 6379, 0, None)),
+        ("redis://redis.example:6390/2", ("redis.example", 6390, 2, None)),
+        ("redis://:s3cret@10.0.0.5:6379/0", ("10.0.0.5", 6379, 0, "s3cret")),
+        ("redis://user:pw@[::1]:7000", ("::1", 7000, 0, "pw")),
+    ],
+)
+def test_redis_url(raw: str, address: Any) -> None:
+    config, _ = load_config(None, {"redisUrl": raw})
+    assert config.redis_address == (None if address is None else RedisAddress(*address))
+
+
+@pytest.mark.parametrize("raw", ["localhost:6379", "http://h:1", "redis://", "redis://h:port", "redis://h/x"])
+def test_bad_redis_url(raw: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"redisUrl": raw})
+    assert str(info.value).startswith(f"redisUrl: {raw!r} is not a Redis URL")
+
+
+def test_redis_password_masked() -> None:
+    config, _ = load_config(None, {"redisUrl": "redis://:s3cret@h:6379/0"})
+    assert "s3cret" not in repr(config) and "redis://:***@h:6379/0" in repr(config)
+
+
+@pytest.mark.parametrize("raw", ["a b", "x" * 65, "node/1", "ünï"])
+def test_bad_node_id(raw: str) -> None:
+    with pytest.raises(ConfigError, match="^nodeId: .* is not a node id"):
+        load_config(None, {"nodeId": raw})
+
+
+def test_node_timeout_is_a_duration() -> None:
+    config, _ = load_config(None, {"nodeId": "web-1.a", "nodeTimeout": "2.5s"})
+    assert (config.node_id, config.node_timeout) == ("web-1.a", 2.5)
+    with pytest.raises(ConfigError, match="^nodeTimeout: '0' must be"):
+        load_config(None, {"nodeTimeout": "0"})

@@ -1,9 +1,13 @@
 """The operations files in etc/ work with the real tools.
 
-- ``etc/jsongle.service`` passes ``systemd-analyze verify``.
-- The ``location /socket.io/`` of ``etc/nginx-jsongle.conf``, put in front of
-  the real daemon by a real nginx, carries a default socket.io-client
-  (long-polling, then the upgrade to WebSocket) through the session-hello.
+- ``etc/jsongle.service`` and the template ``etc/jsongle@.service`` (and an
+  instance of it) pass ``systemd-analyze verify``.
+- Both nginx examples pass ``nginx -t``.  The ``location /socket.io/`` of
+  ``etc/nginx-jsongle.conf``, put in front of the real daemon by a real
+  nginx, carries a default socket.io-client (long-polling, then the upgrade
+  to WebSocket) through the session-hello; with the sticky upstream of
+  ``etc/nginx-jsongle-cluster.conf`` in front of two clustered daemons, two
+  such clients set up a call.
 
 Each test is skipped, saying why, when its tool is not installed (``.ci/run``
 installs them when it can).
@@ -27,7 +31,9 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 UNIT = REPO_ROOT / "etc" / "jsongle.service"
+TEMPLATE_UNIT = REPO_ROOT / "etc" / "jsongle@.service"
 NGINX_EXAMPLE = REPO_ROOT / "etc" / "nginx-jsongle.conf"
+NGINX_CLUSTER_EXAMPLE = REPO_ROOT / "etc" / "nginx-jsongle-cluster.conf"
 SHIPPED_TWISTD = "/opt/jsongle/venv/bin/twistd"
 TOKEN = "test-token"  # the harness's default appToken
 SERVER_ID = "jsongle-server"
@@ -46,19 +52,24 @@ def find_tool(name: str) -> str | None:
 # -- systemd ----------------------------------------------------------------
 
 
-def test_systemd_unit_verifies(tmp_path):
+@pytest.mark.parametrize(
+    ("shipped", "verified"),
+    [(UNIT, UNIT.name), (TEMPLATE_UNIT, TEMPLATE_UNIT.name), (TEMPLATE_UNIT, "jsongle@8080.service")],
+)
+def test_systemd_unit_verifies(tmp_path, shipped, verified):
     analyze = find_tool("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed (Debian package: systemd)")
     twistd = Path(sys.executable).with_name("twistd")
     assert twistd.is_file(), f"no twistd beside {sys.executable}"
-    text = UNIT.read_text(encoding="utf-8")
+    text = shipped.read_text(encoding="utf-8")
     assert f"ExecStart={SHIPPED_TWISTD} " in text
     # verify checks that ExecStart's binary exists: point it at this venv's.
-    unit = tmp_path / UNIT.name
+    # An instance name (jsongle@8080) is loaded from the template beside it.
+    unit = tmp_path / shipped.name
     unit.write_text(text.replace(SHIPPED_TWISTD, str(twistd)), encoding="utf-8")
     result = subprocess.run(
-        [analyze, "verify", str(unit)],
+        [analyze, "verify", str(tmp_path / verified)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -110,10 +121,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def nginx_config(directory: Path, nginx_port: int, upstream_port: int) -> str:
+def nginx_config(directory: Path, nginx_port: int, upstream_ports: list[int], example_path: Path = NGINX_EXAMPLE) -> str:
     """A plain-HTTP nginx on 127.0.0.1 in front of jsongle, with the example's
-    own ``map`` and ``location /socket.io/`` blocks, everything in *directory*."""
-    example = NGINX_EXAMPLE.read_text(encoding="utf-8")
+    own ``map`` and ``location /socket.io/`` blocks and its upstream's
+    balancing directives, everything in *directory*."""
+    example = example_path.read_text(encoding="utf-8")
+    upstream = config_block(example, "upstream jsongle")
+    balancing = [line.strip() for line in upstream.splitlines()[1:-1] if line.strip() and not line.strip().startswith("server ")]
+    servers = [f"server 127.0.0.1:{port};" for port in upstream_ports]
     upgrade_map = config_block(example, "map $http_upgrade $jsongle_connection_upgrade")
     location = config_block(example, "location /socket.io/")
     for directive in (
@@ -144,7 +159,7 @@ http {{
 {temp}
     {upgrade_map}
     upstream jsongle {{
-        server 127.0.0.1:{upstream_port};
+        {" ".join(balancing + servers)}
     }}
     server {{
         listen 127.0.0.1:{nginx_port};
@@ -181,22 +196,25 @@ def stop_by_pid(proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture
 def nginx_factory(tmp_path):
-    """``start(upstream_port) -> (process, port, directory)``: nginx with the example's
-    proxy directives in front of *upstream_port*; stopped by PID at teardown,
+    """``start(upstream_ports, example) -> (process, port, directory)``: nginx with
+    the example's proxy directives in front of *upstream_ports* (one port or a
+    list); stopped by PID at teardown,
     its error log printed (shown by pytest when the test fails)."""
     nginx = find_tool("nginx")
     if nginx is None:
         pytest.skip("nginx is not installed (Debian package: nginx)")
     started: list[tuple[subprocess.Popen[bytes], Path]] = []
 
-    def start(upstream_port: int) -> tuple[subprocess.Popen[bytes], int, Path]:
+    def start(upstream_ports: Any, example: Path = NGINX_EXAMPLE) -> tuple[subprocess.Popen[bytes], int, Path]:
+        if isinstance(upstream_ports, int):
+            upstream_ports = [upstream_ports]
         for attempt in (1, 2):  # the free port may be taken meanwhile: once more
             directory = tmp_path / f"nginx{attempt}"
             directory.mkdir()
             port = free_port()
             conf = directory / "nginx.conf"
             error_log = error_log_args(nginx, directory / "error.log")
-            conf.write_text(nginx_config(directory, port, upstream_port), encoding="utf-8")
+            conf.write_text(nginx_config(directory, port, upstream_ports, example), encoding="utf-8")
             test = subprocess.run(
                 [nginx, "-t", "-p", str(directory), *error_log, "-c", str(conf)],
                 capture_output=True,
@@ -222,7 +240,8 @@ def nginx_factory(tmp_path):
             print(log.read_text(errors="replace"))
 
 
-def test_nginx_example_is_valid(tmp_path):
+@pytest.mark.parametrize("example", [NGINX_EXAMPLE, NGINX_CLUSTER_EXAMPLE], ids=lambda p: p.name)
+def test_nginx_example_is_valid(tmp_path, example):
     """The whole example, as a site inside a minimal nginx.conf, passes
     ``nginx -t`` (its placeholder certificate paths swapped for a throwaway
     self-signed pair)."""
@@ -240,7 +259,7 @@ def test_nginx_example_is_valid(tmp_path):
         capture_output=True,
         timeout=60,
     )
-    site = NGINX_EXAMPLE.read_text(encoding="utf-8")
+    site = example.read_text(encoding="utf-8")
     site, certs = re.subn(r"^(\s*ssl_certificate)\s+\S+;", rf"\1 {cert};", site, flags=re.MULTILINE)
     site, keys = re.subn(r"^(\s*ssl_certificate_key)\s+\S+;", rf"\1 {key};", site, flags=re.MULTILINE)
     assert (certs, keys) == (1, 1)
@@ -311,3 +330,36 @@ def test_socketio_client_through_nginx(daemon_factory, puppet, nginx_factory):
     access = (directory / "access.log").read_text(errors="replace")
     assert re.search(r'"GET /socket\.io/\?EIO=4&transport=polling[^"]*" 200 ', access), access
     assert re.search(r'"GET /socket\.io/\?EIO=4&transport=websocket[^"]*" 101 ', access), access
+
+
+def test_cluster_through_sticky_nginx(redis_server, daemon_factory, puppet, nginx_factory):
+    """Two clustered daemons behind the cluster example's sticky upstream:
+    long-polling sessions stay on their process, and a MUC spans both."""
+    from tests.test_protocol_e2e import DATE, connect, event, join, relayed
+
+    config = {"redisUrl": redis_server.url, "pingInterval": 300, "pingTimeout": 200}
+    node1 = daemon_factory({**config, "nodeId": "node1"})
+    node2 = daemon_factory({**config, "nodeId": "node2"})
+    nginx, port, directory = nginx_factory([node1.ws_port, node2.ws_port], NGINX_CLUSTER_EXAMPLE)
+    proxy = type("Proxy", (), {"ws_url": f"http://127.0.0.1:{port}"})()
+    alice = connect(puppet, proxy, "alice", "alice")
+    assert puppet.next("alice", "upgrade")["transport"] == "websocket"
+    carol = connect(puppet, node1, "carol", "carol")
+    bob = connect(puppet, node2, "bob", "bob")
+    rid = "#muc#ops"
+    join(alice, rid, "muc-join")
+    join(bob, rid, "muc-join", members=(alice,))
+    assert alice.receive() == event(alice, "muc", "joined", {"member": bob.identity, "rid": rid})
+    join(carol, rid, "muc-join", members=(alice, bob))
+    for member in (alice, bob):
+        assert member.receive() == event(member, "muc", "joined", {"member": carol.identity, "rid": rid})
+    message = alice.send(rid, {"action": "session-custom", "namespace": "muc", "description": {"x": 1}})
+    for member in (bob, carol):
+        assert member.receive() == relayed(message, f"{rid}/alice", member, {"x": 1, "sent": DATE, "relayed": DATE})
+    # Heartbeats keep passing: the session never met the other process.
+    for _ in range(2):
+        puppet.next("alice", "ping", timeout=5)
+    assert not [line for line in puppet.pending("alice") if line.get("type") in ("disconnect", "connect_error")]
+    stop_by_pid(nginx)
+    access = (directory / "access.log").read_text(errors="replace")
+    assert re.search(r'"GET /socket\.io/\?EIO=4&transport=polling[^"]*" 200 ', access), access

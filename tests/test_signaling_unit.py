@@ -18,14 +18,14 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from jsongle.config import Config
-from jsongle.interfaces import IActionHandler, IHandlerRequest
+from jsongle.interfaces import IActionHandler, IHandlerRequest, IMessageBus
 from jsongle.metrics import Metrics
 from jsongle.signaling import errors
 from jsongle.signaling.application import SignalingApplication
 from jsongle.signaling.builtin import builtin_actions, builtin_queries
 from jsongle.signaling.errors import JsongleError
 from jsongle.signaling.handlers import HandlerSet
-from jsongle.signaling.rooms import InMemoryRoomRegistry, RoomCaps
+from jsongle.signaling.rooms import InMemoryRoomRegistry, RoomCaps, RoomMember
 
 SERVER_ID = "jsongle-server"
 START = 1795514400.25  # 2026-11-24T10:00:00.250Z
@@ -362,3 +362,48 @@ def test_handler_request_provides_its_interface():
     assert to_server.room is None and to_server.reply_to == "spoofed"
     assert to_server.relay(message) == 0
     assert alice.take() == [] and bob.take() == []
+
+
+# -- members on other nodes ----------------------------------------------------
+
+
+@implementer(IMessageBus)
+class RecordingBus:
+    """A bus of node 'here' that records what it is asked to carry."""
+
+    node_id = "here"
+
+    def __init__(self) -> None:
+        self.carried: list[tuple[str, str, dict[str, Any]]] = []
+        self.deliver: Any = None
+
+    def send(self, node: str, connection_id: str, message: dict[str, Any]) -> None:
+        self.carried.append((node, connection_id, message))
+
+    def listen(self, deliver: Any) -> None:
+        self.deliver = deliver
+
+
+def test_copies_for_other_nodes_go_through_the_bus() -> None:
+    server = Server()
+    bus = RecordingBus()
+    verifyObject(IMessageBus, bus)
+    server.app = SignalingApplication(Config(), server.rooms, server.handlers, server.metrics, server.clock, bus)
+    alice = server.connect("alice")
+    server.join(alice, "#muc#m", "muc-join")
+    remote = RoomMember("sid-far", "bob", {"uid": "bob"}, "there")
+    server.rooms.join("#muc#m", "muc", remote)
+    message = server.send(alice, "#muc#m", {"action": "session-custom", "namespace": "muc", "description": {"x": 1}})
+    (node, connection_id, copy), = bus.carried
+    assert (node, connection_id) == ("there", "sid-far")
+    assert (copy["id"], copy["from"], copy["to"]) == (message["id"], "#muc#m/alice", "sid-far")
+    assert alice.take_one()["jsongle"]["event"] == "ack"
+    # Leaving is announced to the remote member through the bus too.
+    bus.carried.clear()
+    assert server.leave(alice, "#muc#m")["action"] == "iq-result"
+    (node, connection_id, left), = bus.carried
+    assert (node, connection_id, left["jsongle"]["event"]) == ("there", "sid-far", "left")
+    # What another node sends to a local connection is emitted to it; to a gone one, dropped.
+    bus.deliver(alice.sid, {"hello": "from there"})
+    bus.deliver("sid-gone", {"hello": "nobody"})
+    assert alice.take() == [{"hello": "from there"}]

@@ -19,14 +19,15 @@ from zope.interface import implementer
 
 from jsongle import DESCRIPTION, __version__
 from jsongle.config import Config
-from jsongle.interfaces import IHandlerRequest, IRoomRegistry, ISocketApplication
+from jsongle.interfaces import IHandlerRequest, IMessageBus, IRoomRegistry, ISocketApplication
 from jsongle.metrics import Metrics
 from jsongle.signaling import errors
 from jsongle.signaling import messages as m
+from jsongle.signaling.bus import LocalBus
 from jsongle.signaling.errors import JsongleError
 from jsongle.signaling.handlers import HandlerSet
 from jsongle.signaling.member import Member
-from jsongle.signaling.rooms import LeaveResult, Room
+from jsongle.signaling.rooms import LeaveResult, Room, RoomMember
 from jsongle.socketio.server import ConnectRefused, Connection
 
 EVENT_NAME = "jsongle"
@@ -70,6 +71,9 @@ class HandlerRequest:
     def send(self, connection_id: str, message: dict[str, Any]) -> None:
         self.app.send(connection_id, message)
 
+    def send_to(self, member: RoomMember, message: dict[str, Any]) -> None:
+        self.app.send_to(member, message)
+
     def relay(self, message: dict[str, Any]) -> int:
         """Copy ``message`` to the room's other members; returns how many."""
         room = self.room
@@ -87,7 +91,7 @@ class HandlerRequest:
                 copy = dict(message)
                 copy["from"] = origin
                 copy["to"] = target.connection_id
-                app.send(target.connection_id, copy)
+                app.send_to(target, copy)
                 count += 1
         if count:
             metrics = app.metrics
@@ -95,6 +99,14 @@ class HandlerRequest:
             action = self.jsongle.get("action")
             metrics.relayed(action if isinstance(action, str) else "").inc(count)
         return count
+
+    def announce_join(self, rid: str, kind: str, member: RoomMember, targets: tuple[RoomMember, ...]) -> None:
+        """Tell ``targets`` that ``member`` joined ``rid`` (the join handler tells its own)."""
+        for target in targets:
+            self.send_to(
+                target,
+                m.event(self.config.server_id, target.connection_id, kind, "joined", {"member": member.identity, "rid": rid}),
+            )
 
     def announce_leave(self, result: LeaveResult) -> None:
         self.app.announce_leave(result)
@@ -117,15 +129,18 @@ class SignalingApplication:
         handlers: HandlerSet,
         metrics: Metrics,
         clock: IReactorTime,
+        bus: IMessageBus = LocalBus(),
     ) -> None:
         self.config = config
         self.rooms = rooms
+        self.bus = bus
         self.handlers = handlers
         self.metrics = metrics
         self.clock = clock
         self._connections: dict[str, Connection] = {}
         metrics.watch_rooms(rooms.room_count)
         metrics.watch_connections(self.connections_on)
+        bus.listen(self.send)
 
     # -- ISocketApplication ------------------------------------------------
 
@@ -200,9 +215,18 @@ class SignalingApplication:
         return deliver
 
     def send(self, connection_id: str, message: dict[str, Any]) -> None:
+        """Deliver to a connection of this process (unknown ids are gone: dropped)."""
         connection = self._connections.get(connection_id)
         if connection is not None:
             self.metrics.sent_bytes += connection.emit(EVENT_NAME, message) or 0
+
+    def send_to(self, member: RoomMember, message: dict[str, Any]) -> None:
+        """Deliver to a room member, here or through the bus on its node."""
+        connection = self._connections.get(member.connection_id)
+        if connection is not None:
+            self.metrics.sent_bytes += connection.emit(EVENT_NAME, message) or 0
+        elif member.node and member.node != self.bus.node_id:
+            self.bus.send(member.node, member.connection_id, message)
 
     def connection_count(self) -> int:
         return len(self._connections)
@@ -315,10 +339,18 @@ class SignalingApplication:
         for result in results:
             self.announce_leave(result)
 
+    def announce_join(self, rid: str, kind: str, member: RoomMember, targets: tuple[RoomMember, ...]) -> None:
+        """Tell ``targets`` that ``member`` joined ``rid`` (the join handler tells its own)."""
+        for target in targets:
+            self.send_to(
+                target,
+                m.event(self.config.server_id, target.connection_id, kind, "joined", {"member": member.identity, "rid": rid}),
+            )
+
     def announce_leave(self, result: LeaveResult) -> None:
         """Tell the remaining members (conferences_count reads the registry)."""
         for target in result.remaining:
-            self.send(
-                target.connection_id,
+            self.send_to(
+                target,
                 m.event(self.config.server_id, target.connection_id, result.kind, "left", {"member": result.left.identity, "rid": result.rid}),
             )

@@ -64,8 +64,8 @@ class JoinHandler:
             if result.created:
                 request.metrics.conferences.inc()
             for other in result.others:
-                request.send(
-                    other.connection_id,
+                request.send_to(
+                    other,
                     m.event(request.server_id, other.connection_id, self.kind, "joined", {"member": member.identity, "rid": rid}),
                 )
         return {"members": [other.identity for other in result.others], "rid": rid}

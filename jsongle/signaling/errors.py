@@ -12,6 +12,8 @@ NOT_A_MEMBER = 404002
 NO_OTHER_MEMBER = 404003
 ACTION_NOT_ALLOWED = 405001
 INTERNAL_ERROR = 500001
+#: The cluster's Redis is away: joins and leaves cannot be decided now.
+UNAVAILABLE = 503001
 
 
 class JsongleError(Exception):

@@ -18,11 +18,15 @@ from jsongle.signaling.messages import MUC
 
 
 class RoomMember(NamedTuple):
-    """A connection in a room, with the identity others are shown."""
+    """A connection in a room, with the identity others are shown.
+
+    ``node`` is the cluster node holding the connection ('' in one process).
+    """
 
     connection_id: str
     uid: str
     identity: dict[str, Any]
+    node: str = ""
 
 
 class Room(NamedTuple):

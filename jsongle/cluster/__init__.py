@@ -1,0 +1,1 @@
+"""Several jsongle processes sharing one set of rooms through Redis."""

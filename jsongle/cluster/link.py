@@ -1,0 +1,260 @@
+"""Two connections to Redis that come back by themselves.
+
+One connection carries commands (scripts, PUBLISH, heartbeats); the other is
+subscribed to this node's channel, since a subscribed Redis connection takes
+no other command.  Both are re-opened with an exponential back-off timed on
+the injected clock, and the owner hears ``up`` once both are usable and
+``down`` as soon as either is lost, so it can refuse work that needs Redis.
+
+The protocol objects come from txredisapi; only this module knows it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import txredisapi
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet.interfaces import IReactorTCP, IReactorTime
+from twisted.logger import Logger
+
+from jsongle.config import RedisAddress
+
+
+class RedisUnavailable(Exception):
+    """Redis cannot be reached now; the caller answers with 503001."""
+
+
+class Backoff:
+    """Delays between reconnection attempts: doubling from ``first`` up to ``most``."""
+
+    def __init__(self, first: float = 0.1, most: float = 2.0) -> None:
+        self.first = first
+        self.most = most
+        self._next = first
+
+    def next(self) -> float:
+        delay = self._next
+        self._next = min(self.most, self._next * 2)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self.first
+
+
+class _Subscriber(txredisapi.SubscriberProtocol):
+    """Hands each published message to ``on_message(channel, data)``."""
+
+    on_message: Callable[[str, str], None] = staticmethod(lambda channel, data: None)
+
+    def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
+        self.on_message(channel, message)
+
+
+class _Slot:
+    """One connection: opened, watched, re-opened after a back-off."""
+
+    log = Logger()
+
+    def __init__(
+        self, name: str, make: Callable[[], Any], reactor: IReactorTCP, clock: IReactorTime,
+        address: RedisAddress, backoff: Backoff, changed: Callable[[], None], prepare: Callable[[Any], Deferred],
+    ) -> None:
+        self.name = name
+        self._make = make
+        self._reactor = reactor
+        self._clock = clock
+        self._address = address
+        self._backoff = backoff
+        self._changed = changed
+        self._prepare = prepare
+        self.protocol: Optional[Any] = None
+        self._retry: Any = None
+        self._stopped = True
+        self._attempts = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.protocol is not None
+
+    def start(self) -> None:
+        self._stopped = False
+        self._connect()
+
+    def stop(self) -> Deferred:
+        self._stopped = True
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        protocol, self.protocol = self.protocol, None
+        if protocol is None or protocol.transport is None:
+            return succeed(None)
+        done = protocol.whenDisconnected()
+        protocol.transport.loseConnection()
+        return done
+
+    def _connect(self) -> None:
+        self._retry = None
+        if self._stopped:
+            return
+        self._attempts += 1
+        endpoint = HostnameEndpoint(self._reactor, self._address.host, self._address.port, timeout=5)
+        protocol = self._make()
+        connectProtocol(endpoint, protocol).addCallback(lambda _: protocol.whenConnected()).addCallback(
+            self._prepare
+        ).addCallbacks(lambda _: self._opened(protocol), lambda failure: self._failed(protocol, failure))
+
+    def _opened(self, protocol: Any) -> None:
+        if self._stopped:
+            protocol.transport.loseConnection()
+            return
+        if self._attempts > 1:
+            self.log.info("redis {name} connection restored", name=self.name)
+        self._attempts = 0
+        self._backoff.reset()
+        self.protocol = protocol
+        protocol.whenDisconnected().addCallback(lambda _: self._lost(protocol))
+        self._changed()
+
+    def _failed(self, protocol: Any, failure: Any) -> None:
+        if protocol.transport is not None:
+            protocol.transport.loseConnection()
+        if self._attempts == 1:
+            self.log.warn("redis {name} connection failed: {error}", name=self.name, error=failure.getErrorMessage())
+        self._schedule()
+
+    def _lost(self, protocol: Any) -> None:
+        if self.protocol is not protocol:
+            return
+        self.protocol = None
+        if not self._stopped:
+            self.log.warn("redis {name} connection lost; reconnecting", name=self.name)
+        self._changed()
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._stopped and self._retry is None:
+            self._retry = self._clock.callLater(self._backoff.next(), self._connect)
+
+
+class RedisLink:
+    """Commands and one subscription to Redis, with ``on_up``/``on_down`` hooks."""
+
+    def __init__(
+        self, address: RedisAddress, channel: str, reactor: Any, clock: IReactorTime,
+        on_message: Callable[[str], None], backoff_first: float = 0.1, backoff_most: float = 2.0,
+        reply_timeout: float = 10.0,
+    ) -> None:
+        self.address = address
+        self.clock = clock
+        self.reply_timeout = reply_timeout
+        self.channel = channel
+        self.on_up: Callable[[], None] = lambda: None
+        self.on_down: Callable[[], None] = lambda: None
+        self._on_message = on_message
+        self._up = False
+
+        def subscriber() -> Any:
+            protocol = _Subscriber(replyTimeout=None)
+            protocol.on_message = lambda channel, data: self._on_message(data)
+            return protocol
+
+        self._commands = _Slot(
+            "command", lambda: txredisapi.RedisProtocol(replyTimeout=None), reactor, clock, address,
+            Backoff(backoff_first, backoff_most), self._changed, self._authenticate,
+        )
+        self._subscription = _Slot(
+            "subscriber", subscriber, reactor, clock, address,
+            Backoff(backoff_first, backoff_most), self._changed, self._subscribe,
+        )
+
+    @property
+    def up(self) -> bool:
+        return self._up
+
+    def start(self) -> None:
+        self._commands.start()
+        self._subscription.start()
+
+    def stop(self) -> Deferred:
+        from twisted.internet.defer import gatherResults
+
+        self._up = False
+        return gatherResults([self._commands.stop(), self._subscription.stop()])
+
+    def _authenticate(self, protocol: Any) -> Deferred:
+        """AUTH and SELECT by hand: txredisapi's own would reach for its factory."""
+        result: Deferred = succeed(None)
+        if self.address.password is not None:
+            result.addCallback(lambda _: protocol.execute_command("AUTH", self.address.password))
+        if self.address.db:
+            result.addCallback(lambda _: protocol.execute_command("SELECT", self.address.db))
+        return result
+
+    def _subscribe(self, protocol: Any) -> Deferred:
+        return self._authenticate(protocol).addCallback(lambda _: protocol.subscribe(self.channel))
+
+    def _changed(self) -> None:
+        up = self._commands.ready and self._subscription.ready
+        if up == self._up:
+            return
+        self._up = up
+        (self.on_up if up else self.on_down)()
+
+    # -- commands ----------------------------------------------------------
+
+    def command(self, *args: Any) -> Deferred:
+        """Run one Redis command; fails with RedisUnavailable when not connected."""
+        protocol = self._commands.protocol
+        if protocol is None:
+            return fail(RedisUnavailable("redis is not connected"))
+        try:
+            result = protocol.execute_command(*args)
+        except txredisapi.ConnectionError as error:
+            return fail(RedisUnavailable(str(error)))
+        return self._guard(protocol, result)
+
+    def script(self, source: str, keys: list[str], args: list[Any]) -> Deferred:
+        """Run a Lua script (EVALSHA, loading it on first use)."""
+        protocol = self._commands.protocol
+        if protocol is None:
+            return fail(RedisUnavailable("redis is not connected"))
+        try:
+            result = protocol.eval(source, keys, args)
+        except txredisapi.ConnectionError as error:
+            return fail(RedisUnavailable(str(error)))
+        return self._guard(protocol, result)
+
+    def _guard(self, protocol: Any, result: Deferred) -> Deferred:
+        """A Redis that stops answering is as good as gone: drop the
+        connection after ``reply_timeout`` s, which fails every pending
+        command and starts the reconnection."""
+
+        def hung() -> None:
+            if protocol.transport is not None:
+                protocol.transport.abortConnection()
+
+        timer = self.clock.callLater(self.reply_timeout, hung)
+
+        def settled(outcome: Any) -> Any:
+            if timer.active():
+                timer.cancel()
+            return outcome
+
+        return result.addBoth(settled).addErrback(_unavailable)
+
+    def publish(self, channel: str, data: str) -> None:
+        """Fire and forget: a message for a node that Redis cannot carry now is lost."""
+        protocol = self._commands.protocol
+        if protocol is not None:
+            try:
+                protocol.execute_command("PUBLISH", channel, data).addErrback(lambda _: None)
+            except txredisapi.ConnectionError:
+                pass
+
+
+def _unavailable(failure: Any) -> Any:
+    if failure.check(txredisapi.ConnectionError):
+        raise RedisUnavailable(failure.getErrorMessage())
+    return failure

@@ -1,0 +1,22 @@
+"""The message bus of a process alone: every connection is local."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from zope.interface import implementer
+
+from jsongle.interfaces import IMessageBus
+
+
+@implementer(IMessageBus)
+class LocalBus:
+    """No other node: nothing to carry (members of a room are all here)."""
+
+    node_id = ""
+
+    def send(self, node: str, connection_id: str, message: dict[str, Any]) -> None:
+        pass
+
+    def listen(self, deliver: Callable[[str, dict[str, Any]], None]) -> None:
+        pass

@@ -92,6 +92,8 @@ class Config:
             return None
         password, host, port, db = match.groups()
         return RedisAddress(host.strip("[]"), int(port or 6379), int(db or 0), password or None)
+    max_id_length: int = 256
+    max_display_name_length: int = 128
 
     @property
     def cors_origins(self) -> tuple[str, ...]:
@@ -331,6 +333,14 @@ KEYS: Mapping[str, KeySpec] = {
     "reusePort": KeySpec(
         "reuse_port", _boolean,
         "Open wsPort with SO_REUSEPORT, so several processes share it (WebSocket-only clients; needs redisUrl).",
+    ),
+    "maxIdLength": KeySpec(
+        "max_id_length", _at_least(1),
+        "Longest id a client may send (uid, rid, id, to, transaction, sid, namespace), in characters.",
+    ),
+    "maxDisplayNameLength": KeySpec(
+        "max_display_name_length", _at_least(1),
+        "Longest display name (dn) a client may send, in characters.",
     ),
 }
 

@@ -25,6 +25,7 @@ from jsongle.signaling import errors
 from jsongle.signaling import messages as m
 from jsongle.signaling.bus import LocalBus
 from jsongle.signaling.errors import JsongleError
+from jsongle.signaling.fields import FieldLimits, message_problem
 from jsongle.signaling.handlers import HandlerSet
 from jsongle.signaling.member import Member
 from jsongle.signaling.rooms import LeaveResult, Room, RoomMember
@@ -138,6 +139,7 @@ class SignalingApplication:
         self.metrics = metrics
         self.clock = clock
         self._connections: dict[str, Connection] = {}
+        self.limits = FieldLimits(config.max_id_length, config.max_display_name_length)
         metrics.watch_rooms(rooms.room_count)
         metrics.watch_connections(self.connections_on)
         bus.listen(self.send)
@@ -248,6 +250,11 @@ class SignalingApplication:
         # 1. a JSONgle message at all?
         if not isinstance(message, dict) or not isinstance(message.get("jsongle"), dict):
             member.deliver(m.session_error(server_id, reply_to, errors.NO_JSONGLE_DATA, "Missing property 'jsongle' in message"))
+            return
+        # 1b. ids of the right type and length (never trusted further down)?
+        problem = message_problem(message, self.limits)
+        if problem is not None:
+            member.deliver(m.session_error(server_id, reply_to, errors.BAD_PARAMETERS, problem))
             return
         jsongle = message["jsongle"]
         action = jsongle.get("action")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.plugin import IPlugin
@@ -12,6 +12,7 @@ from jsongle.interfaces import IActionHandler, IQueryHandler
 from jsongle.signaling import errors
 from jsongle.signaling import messages as m
 from jsongle.signaling.errors import JsongleError
+from jsongle.signaling.fields import invalid, string_problem
 from jsongle.signaling.rooms import JoinResult, LeaveResult
 
 
@@ -20,7 +21,25 @@ def _room_id(request: Any) -> str:
     rid = description.get("rid") if isinstance(description, dict) else None
     if not isinstance(rid, str) or not rid:
         raise JsongleError(errors.BAD_PARAMETERS, "Missing 'rid' parameter")
+    problem = string_problem(rid, request.config.max_id_length)
+    if problem is not None:
+        raise JsongleError(errors.BAD_PARAMETERS, invalid("rid", problem))
     return rid
+
+
+def _identity_problem(description: Any, config: Any) -> Optional[str]:
+    """errorDetails for a bad hello identity (``uid`` required, ``dn`` optional), or None."""
+    uid = description.get("uid") if isinstance(description, dict) else None
+    if not isinstance(uid, str) or not uid:
+        return "Missing 'uid' parameter"
+    problem = string_problem(uid, config.max_id_length)
+    if problem is not None:
+        return invalid("uid", problem)
+    if "dn" in description:
+        problem = string_problem(description["dn"], config.max_display_name_length)
+        if problem is not None:
+            return invalid("dn", problem)
+    return None
 
 
 @implementer(IPlugin, IQueryHandler)
@@ -32,16 +51,15 @@ class HelloHandler:
 
     def handle(self, request: Any) -> None:
         description = request.jsongle.get("description")
-        uid = description.get("uid") if isinstance(description, dict) else None
-        dn = description.get("dn") if isinstance(description, dict) else None
         transaction = request.jsongle.get("transaction")
-        if not isinstance(uid, str) or not uid:
+        problem = _identity_problem(description, request.config)
+        if problem is not None:
             request.reply(m.ack(request.server_id, request.reply_to, "failed", transaction))
-            request.error(errors.BAD_PARAMETERS, "Missing 'uid' parameter")
+            request.error(errors.BAD_PARAMETERS, problem)
             return
         member = request.member
         if not member.registered:
-            member.register(uid, dn if isinstance(dn, str) else None)
+            member.register(description["uid"], description.get("dn"))
         request.reply(m.ack(request.server_id, request.reply_to, "success", transaction))
 
 

@@ -1,0 +1,50 @@
+"""Type and length checks of the identifiers a client sends.
+
+Ids are echoed back, used as dictionary keys and shown to other members, so a
+number, an object, ``null``, an empty or a megabyte-long string in one of them
+must be refused with a JSONgle error (400001) before anything uses it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple, Optional
+
+#: Optional envelope fields: absent is fine, present must be a short string.
+ENVELOPE_IDS = ("id", "to")
+#: Optional fields of ``jsongle``, same rule.
+JSONGLE_IDS = ("transaction", "namespace", "sid")
+
+
+class FieldLimits(NamedTuple):
+    """The lengths a client may send (config ``maxIdLength``, ``maxDisplayNameLength``)."""
+
+    max_id_length: int = 256
+    max_display_name_length: int = 128
+
+
+def string_problem(value: Any, limit: int) -> Optional[str]:
+    """Why ``value`` is not a non-empty string of at most ``limit`` characters, or None."""
+    if not isinstance(value, str):
+        return "must be a string"
+    if not value:
+        return "must not be empty"
+    if len(value) > limit:
+        return f"is longer than {limit} characters"
+    return None
+
+
+def invalid(name: str, problem: str) -> str:
+    """The errorDetails of a bad field, e.g. ``Invalid 'to' parameter: must be a string``."""
+    return f"Invalid '{name}' parameter: {problem}"
+
+
+def message_problem(message: Mapping[str, Any], limits: FieldLimits) -> Optional[str]:
+    """errorDetails for the first bad id in a message (``jsongle`` already checked), or None."""
+    limit = limits.max_id_length
+    for source, names in ((message, ENVELOPE_IDS), (message["jsongle"], JSONGLE_IDS)):
+        for name in names:
+            if name in source:
+                problem = string_problem(source[name], limit)
+                if problem is not None:
+                    return invalid(name, problem)
+    return None

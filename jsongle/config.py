@@ -94,6 +94,11 @@ class Config:
         return RedisAddress(host.strip("[]"), int(port or 6379), int(db or 0), password or None)
     max_id_length: int = 256
     max_display_name_length: int = 128
+    rate_limit_per_second: int = 50
+    rate_limit_burst: int = 200
+    rate_limit_disconnect: int = 100
+    connect_failures_per_ip: int = 10
+    connect_failure_window: float = 60.0
 
     @property
     def cors_origins(self) -> tuple[str, ...]:
@@ -341,6 +346,26 @@ KEYS: Mapping[str, KeySpec] = {
     "maxDisplayNameLength": KeySpec(
         "max_display_name_length", _at_least(1),
         "Longest display name (dn) a client may send, in characters.",
+    ),
+    "rateLimitPerSecond": KeySpec(
+        "rate_limit_per_second", _at_least(0),
+        "Messages per second one connection may send on average; 0 disables the rate limit.",
+    ),
+    "rateLimitBurst": KeySpec(
+        "rate_limit_burst", _at_least(1),
+        "Messages one connection may send at once above rateLimitPerSecond.",
+    ),
+    "rateLimitDisconnect": KeySpec(
+        "rate_limit_disconnect", _at_least(0),
+        "Messages over the rate limit within one second that close the connection; 0 never closes it.",
+    ),
+    "connectFailuresPerIp": KeySpec(
+        "connect_failures_per_ip", _at_least(0),
+        "Failed CONNECTs (bad appToken) one address may make per connectFailureWindow; 0 disables the cap.",
+    ),
+    "connectFailureWindow": KeySpec(
+        "connect_failure_window", _duration,
+        "Window of connectFailuresPerIp: 1m, 30s, 1h or seconds.",
     ),
 }
 

@@ -93,6 +93,14 @@ class Metrics:
         self.connect_errors = _Labelled(
             Counter("jsongle_connect_errors", "Refused Socket.IO connections, by reason", ["reason"], registry=registry)
         )
+        self.rate_limited = _Labelled(
+            Counter(
+                "jsongle_rate_limited_messages",
+                "Messages over the rate limit, by what was done (warn, drop, close)",
+                ["outcome"],
+                registry=registry,
+            )
+        )
         self.relay_latency = Histogram(
             "jsongle_relay_latency_seconds",
             "From receiving a message to having handed all its copies to the transports",

@@ -92,8 +92,8 @@ class Server:
     def leave(self, connection: FakeConnection, rid: str) -> dict[str, Any]:
         return self.join(connection, rid, "session-leave")
 
-    def value(self, name: str) -> float:
-        value = self.metrics.registry.get_sample_value(name)
+    def value(self, name: str, **labels: str) -> float:
+        value = self.metrics.registry.get_sample_value(name, labels)
         assert value is not None, name
         return value
 

@@ -28,10 +28,12 @@ from jsongle.signaling.errors import JsongleError
 from jsongle.signaling.fields import FieldLimits, message_problem
 from jsongle.signaling.handlers import HandlerSet
 from jsongle.signaling.member import Member
+from jsongle.signaling.ratelimit import FailedAttempts, FloodGuard, RatePolicy, Verdict
 from jsongle.signaling.rooms import LeaveResult, Room, RoomMember
 from jsongle.socketio.server import ConnectRefused, Connection
 
 EVENT_NAME = "jsongle"
+TOO_MANY_ATTEMPTS = "too many attempts"
 
 
 @implementer(IHandlerRequest)
@@ -140,6 +142,8 @@ class SignalingApplication:
         self.clock = clock
         self._connections: dict[str, Connection] = {}
         self.limits = FieldLimits(config.max_id_length, config.max_display_name_length)
+        self.rate_policy = RatePolicy(config.rate_limit_per_second, config.rate_limit_burst, config.rate_limit_disconnect)
+        self.failed_attempts = FailedAttempts(config.connect_failures_per_ip, config.connect_failure_window)
         metrics.watch_rooms(rooms.room_count)
         metrics.watch_connections(self.connections_on)
         bus.listen(self.send)
@@ -149,14 +153,23 @@ class SignalingApplication:
     def connect(self, connection: Connection, auth: dict[str, Any]) -> None:
         expected = self.config.app_token
         if expected:
+            now = self.clock.seconds()
+            address = connection.remote
+            # Brute force: once an address used up its failures, its token is not even looked at.
+            if self.failed_attempts.blocked(address, now):
+                self._refuse(TOO_MANY_ATTEMPTS)
             token = auth.get("appToken")
             if not isinstance(token, str) or not token:
+                self.failed_attempts.failed(address, now)
                 self._refuse("missing appToken")
             if not hmac.compare_digest(token.encode("utf-8"), expected.encode("utf-8")):
+                self.failed_attempts.failed(address, now)
                 self._refuse("invalid appToken")
         if len(self._connections) >= self.config.max_concurrent_users:
             self._refuse("server full")
         member = Member(connection.sid, self._deliverer(connection), self.clock.seconds())
+        if self.rate_policy.enabled:
+            member.flood = FloodGuard(self.rate_policy, member.connected_at)
         connection.state = member
         self._connections[connection.sid] = connection
         self.metrics.users_count.inc()
@@ -184,16 +197,34 @@ class SignalingApplication:
         raise ConnectRefused(reason)
 
     def event(self, connection: Connection, name: str, args: list[Any], ack: Optional[Callable[..., None]]) -> None:
+        member: Member = connection.state
+        message = args[0] if args else None
+        flood = member.flood
+        if flood is not None:
+            verdict = flood.admit(self.clock.seconds())
+            if verdict is not Verdict.ACCEPT:
+                self._over_limit(connection, member, message, verdict)
+                return
         if name != EVENT_NAME:
             return
         self.metrics.received_bytes += getattr(connection, "last_size", 0)
-        member: Member = connection.state
-        message = args[0] if args else None
         try:
             self.receive(member, message)
         except Exception:
             self.log.failure("handling a message from {sid} failed", sid=member.connection_id)
             self._internal_error(member, message)
+
+    def _over_limit(self, connection: Connection, member: Member, message: Any, verdict: Verdict) -> None:
+        """Drop a message over the rate limit; warn once a window, close past the hard limit."""
+        self.metrics.rate_limited(verdict.value).inc()
+        if verdict is Verdict.WARN:
+            self.log.info("{sid} is over the rate limit", sid=member.connection_id)
+            sender = message.get("from") if isinstance(message, dict) else None
+            reply_to = sender if isinstance(sender, str) else member.connection_id
+            member.deliver(m.session_error(self.config.server_id, reply_to, errors.TOO_MANY_MESSAGES, "Too many messages"))
+        elif verdict is Verdict.CLOSE:
+            self.log.warn("disconnecting {sid} from {remote}: flooding past the hard rate limit", sid=member.connection_id, remote=connection.remote)
+            connection.disconnect(close=True)
 
     def disconnect(self, connection: Connection, reason: str) -> None:
         member: Member = connection.state

@@ -11,6 +11,8 @@ UNKNOWN_QUERY = 404001
 NOT_A_MEMBER = 404002
 NO_OTHER_MEMBER = 404003
 ACTION_NOT_ALLOWED = 405001
+#: Not in JSONgle: the sender is over the rate limit (rateLimitPerSecond).
+TOO_MANY_MESSAGES = 429001
 INTERNAL_ERROR = 500001
 #: The cluster's Redis is away: joins and leaves cannot be decided now.
 UNAVAILABLE = 503001

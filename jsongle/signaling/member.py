@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
+from jsongle.signaling.ratelimit import FloodGuard
 from jsongle.signaling.rooms import RoomMember
 
 
 class Member:
     """Per-connection JSONgle state; sends through a callable, not a transport."""
 
-    __slots__ = ("connection_id", "uid", "dn", "connected_at", "hello_transaction", "deliver", "_ref")
+    __slots__ = ("connection_id", "uid", "dn", "connected_at", "hello_transaction", "deliver", "flood", "_ref")
 
     def __init__(self, connection_id: str, deliver: Callable[[dict[str, Any]], None], connected_at: float) -> None:
         self.connection_id = connection_id
@@ -19,6 +20,8 @@ class Member:
         self.uid: Optional[str] = None
         self.dn: Optional[str] = None
         self.hello_transaction: Optional[str] = None
+        #: The incoming-message budget (None when rate limits are off).
+        self.flood: Optional[FloodGuard] = None
         self._ref: Optional[RoomMember] = None
 
     @property

@@ -99,6 +99,7 @@ class Config:
     rate_limit_disconnect: int = 100
     connect_failures_per_ip: int = 10
     connect_failure_window: float = 60.0
+    max_buffered_bytes: int = 1048576
 
     @property
     def cors_origins(self) -> tuple[str, ...]:
@@ -366,6 +367,10 @@ KEYS: Mapping[str, KeySpec] = {
     "connectFailureWindow": KeySpec(
         "connect_failure_window", _duration,
         "Window of connectFailuresPerIp: 1m, 30s, 1h or seconds.",
+    ),
+    "maxBufferedBytes": KeySpec(
+        "max_buffered_bytes", _at_least(1024),
+        "Bytes waiting to be sent to one client before it is disconnected (it does not read).",
     ),
 }
 

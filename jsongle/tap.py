@@ -92,7 +92,13 @@ class Signaling:
         self.socketio.on_refused = self.metrics.connect_refused
         origins = config.cors_origins
         self.engine = EngineServer(
-            EngineOptions(config.ping_interval, config.ping_timeout, config.max_payload, cors_origins=origins),
+            EngineOptions(
+                config.ping_interval,
+                config.ping_timeout,
+                config.max_payload,
+                cors_origins=origins,
+                max_buffered_bytes=config.max_buffered_bytes,
+            ),
             clock,
             self.socketio.on_engine_open,
         )

@@ -26,11 +26,13 @@ class PollingTransport:
     name = "polling"
     log = Logger()
 
-    __slots__ = ("session", "_queue", "_request", "_closing", "_linger", "_probed")
+    __slots__ = ("session", "_queue", "_queued_bytes", "_request", "_closing", "_linger", "_probed")
 
     def __init__(self) -> None:
         self.session: Optional[EngineSession] = None
         self._queue: list[Packet] = []
+        #: About how many bytes ``_queue`` holds (bounded by maxBufferedBytes).
+        self._queued_bytes = 0
         self._request: Optional[Request] = None
         self._closing = False
         self._linger: Optional[IDelayedCall] = None
@@ -42,6 +44,18 @@ class PollingTransport:
         self._queue.extend(packets)
         if self._request is not None:
             self._flush()
+            return
+        self._queued_bytes += sum(len(item.data) + 1 for item in packets)
+        session = self.session
+        if session is not None and not self._closing and self._queued_bytes > session.server.options.max_buffered_bytes:
+            self._not_polling()
+
+    def _not_polling(self) -> None:
+        """More than maxBufferedBytes wait for the next GET: end the session, free the queue."""
+        self.log.info("dropping {sid}: the client does not fetch what is sent to it", sid=self._sid())
+        self._queue = []
+        self._queued_bytes = 0
+        self.fail(TRANSPORT_ERROR)
 
     def close(self, notify: bool = True) -> None:
         """Deliver a CLOSE with what is queued, now or on the next GET.
@@ -99,6 +113,7 @@ class PollingTransport:
     def take_queue(self) -> list[Packet]:
         """Hand over what is still queued (the session moves to WebSocket)."""
         queue, self._queue = self._queue, []
+        self._queued_bytes = 0
         return queue
 
     @property
@@ -149,6 +164,7 @@ class PollingTransport:
     def _flush(self) -> None:
         request, self._request = self._request, None
         queue, self._queue = self._queue, []
+        self._queued_bytes = 0
         assert request is not None
         request.write(eio.encode_payload(queue).encode("utf-8"))
         request.finish()

@@ -24,6 +24,8 @@ class EngineOptions:
     max_payload: int = 1000000
     upgrade_timeout: float = 10.0
     cors_origins: tuple[str, ...] = ()
+    #: Bytes queued for one client (either transport) before it is dropped.
+    max_buffered_bytes: int = 1048576
 
 
 def new_sid() -> str:

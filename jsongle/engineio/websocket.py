@@ -15,9 +15,10 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from jsongle.engineio import packet as eio
+from jsongle.engineio.backpressure import OutgoingBudget, watch_transport
 from jsongle.engineio.packet import Packet
 from jsongle.engineio.server import EngineServer
-from jsongle.engineio.session import PARSE_ERROR, TRANSPORT_CLOSE, EngineSession
+from jsongle.engineio.session import PARSE_ERROR, TRANSPORT_CLOSE, TRANSPORT_ERROR, EngineSession
 from jsongle.engineio.wsframes import FastFrameProtocol, Message, protocol_options
 
 PROBE = "probe"
@@ -42,6 +43,7 @@ class EngineWebSocketProtocol(FastFrameProtocol):
     _probing: Optional[EngineSession] = None
     _upgrade_timer: Optional[IDelayedCall] = None
     _reject_after_open = False
+    _budget: Optional[OutgoingBudget] = None
 
     @property
     def engine(self) -> EngineServer:
@@ -70,6 +72,7 @@ class EngineWebSocketProtocol(FastFrameProtocol):
         return None
 
     def onOpen(self) -> None:
+        self._budget = watch_transport(self.transport, self.engine.options.max_buffered_bytes, self._not_reading)
         if self._reject_after_open:
             self.sendClose()
             return
@@ -115,6 +118,24 @@ class EngineWebSocketProtocol(FastFrameProtocol):
 
     def close(self, notify: bool = True) -> None:
         self.sendClose(1000)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: Optional[int] = None) -> None:
+        """Every outgoing byte passes here: count it against maxBufferedBytes."""
+        super().sendData(data, sync, chopsize)
+        budget = self._budget
+        if budget is not None:
+            budget.sent(len(data))
+
+    def _not_reading(self) -> None:
+        """More than maxBufferedBytes wait for this client: drop it and its buffer now."""
+        session = self.session
+        self._log.info(
+            "dropping {sid}: the client does not read what is sent to it",
+            sid=session.sid if session is not None else "(probe)",
+        )
+        if session is not None:
+            session.transport_lost(self, TRANSPORT_ERROR)
+        self.transport.abortConnection()
 
     # -- upgrade -----------------------------------------------------------
 

@@ -93,6 +93,10 @@ class Metrics:
         self.connect_errors = _Labelled(
             Counter("jsongle_connect_errors", "Refused Socket.IO connections, by reason", ["reason"], registry=registry)
         )
+        #: Engine.IO sessions alive in this process (lingering ones too): leaks show here.
+        self.engine_sessions = Gauge(
+            "jsongle_engine_sessions", "Engine.IO sessions held by the server, closed ones still lingering included", registry=registry
+        )
         self.rate_limited = _Labelled(
             Counter(
                 "jsongle_rate_limited_messages",
@@ -126,6 +130,10 @@ class Metrics:
         ):
             gauge = Gauge(name, text, registry=self.registry)
             gauge.set_function(lambda attribute=attribute: getattr(stats, attribute))
+
+    def watch_sessions(self, count: Callable[[], int]) -> None:
+        """Read ``jsongle_engine_sessions`` at each scrape."""
+        self.engine_sessions.set_function(count)
 
     def connect_refused(self, reason: str, namespace: Optional[str] = None) -> None:
         """Count a refused connection (also usable as ``SocketIOServer.on_refused``)."""

@@ -102,6 +102,7 @@ class Signaling:
             clock,
             self.socketio.on_engine_open,
         )
+        self.metrics.watch_sessions(self.engine.__len__)
 
     def site(self) -> Site:
         return engineio_site(self.engine)

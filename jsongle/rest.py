@@ -13,6 +13,7 @@ import platform
 import shutil
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
+from urllib.parse import unquote_to_bytes
 
 from klein import Klein
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -96,6 +97,13 @@ class _CorsResource(Resource):
             request.setHeader(b"vary", b"Origin")
             request.setHeader(b"access-control-allow-headers", b"Authorization, Content-Type")
             request.setHeader(b"access-control-allow-methods", b"GET, PUT, OPTIONS")
+        try:
+            unquote_to_bytes(request.uri).decode("utf-8")
+        except UnicodeDecodeError:
+            # Werkzeug would answer this one in plain text; every answer here is JSON.
+            request.setResponseCode(400)
+            request.setHeader(b"content-type", JSON.encode("ascii"))
+            return json.dumps({"errorCode": 400001, "errorMsg": "the URL is not UTF-8"}).encode("utf-8")
         return self.inner.render(request)
 
 
@@ -259,7 +267,7 @@ class RestApi:
         self._admin(request)
         try:
             body = json.loads(request.content.read().decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise ApiError(400, 400001, "the body is not JSON") from None
         level = body.get("level") if isinstance(body, dict) else None
         if not isinstance(level, str):

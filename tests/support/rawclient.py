@@ -46,6 +46,18 @@ class RawClient:
                 continue
             return frame
 
+    def close_code(self, timeout: float = 10.0) -> Optional[int]:
+        """The code of the server's close frame (frames before it are skipped);
+        None when the TCP connection ended without one."""
+        self.ws.settimeout(timeout)
+        try:
+            while True:
+                opcode, data = self.ws.recv_data(control_frame=True)
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    return int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
+        except (websocket.WebSocketConnectionClosedException, ConnectionError):
+            return None
+
     def closed_by_server(self, timeout: float = 10.0) -> bool:
         """True once the server closes this WebSocket (frames before that are skipped)."""
         deadline = time.monotonic() + timeout

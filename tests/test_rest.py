@@ -128,12 +128,20 @@ def test_set_level() -> None:
         assert harness.json("PUT", "/logs/levels", data=json.dumps({"level": alias}).encode())[0] == 200
 
 
-@pytest.mark.parametrize("data", [b'{"level": "loud"}', b"not json", b"{}", b'{"level": 3}', b"[1]"])
+@pytest.mark.parametrize(
+    "data", [b'{"level": "loud"}', b"not json", b"{}", b'{"level": 3}', b"[1]", b"[" * 100_000, b'{"level": "\xff"}']
+)
 def test_set_level_bad(data: bytes) -> None:
     harness = Harness()
     code, body = harness.json("PUT", "/logs/levels", data=data)
     assert code == 400 and body["errorCode"] == 400001 and body["errorMsg"]
     assert harness.console.name == "warn"
+
+
+@pytest.mark.parametrize("path", ["/%ff", "/about%c3", "/logs/%80levels"])
+def test_path_that_is_not_utf8_is_a_json_400(path: str) -> None:
+    code, body = Harness().json("GET", path)
+    assert code == 400 and body == {"errorCode": 400001, "errorMsg": "the URL is not UTF-8"}
 
 
 def test_logs(tmp_path: Any) -> None:

@@ -10,7 +10,7 @@ FUZZ_VENV ?= .venv-fuzz
 # FUZZ_ARGS="--cases 1.*,5.*" runs a subset; see fuzz/run_fuzz.py --help.
 FUZZ_ARGS ?=
 
-.PHONY: run test venv node fuzz fuzz-venv clean
+.PHONY: run test soak venv node fuzz fuzz-venv clean
 
 $(VENV)/.installed: requirements.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ fuzz-venv: $(FUZZ_VENV)/.installed
 
 fuzz: venv fuzz-venv
 	PYTHONPATH=$(CURDIR) $(PY) fuzz/run_fuzz.py --wstest $(FUZZ_VENV)/bin/wstest $(FUZZ_ARGS)
+
+# The full soak: 20 000 connect/hello/join/relay/leave/disconnect cycles, 50 clients at once
+# (the normal suite runs a short one).
+soak: venv node
+	SOAK_CYCLES=20000 PYTHONPATH=$(CURDIR) $(PY) -m pytest -m soak -s $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(FUZZ_VENV) tests/js/node_modules

@@ -83,6 +83,14 @@ class Config:
     node_id: str = ""
     node_timeout: float = 15.0
     reuse_port: bool = False
+    max_id_length: int = 256
+    max_display_name_length: int = 128
+    rate_limit_per_second: int = 50
+    rate_limit_burst: int = 200
+    rate_limit_disconnect: int = 100
+    connect_failures_per_ip: int = 10
+    connect_failure_window: float = 60.0
+    max_buffered_bytes: int = 1048576
 
     @property
     def redis_address(self) -> "RedisAddress | None":
@@ -92,14 +100,6 @@ class Config:
             return None
         password, host, port, db = match.groups()
         return RedisAddress(host.strip("[]"), int(port or 6379), int(db or 0), password or None)
-    max_id_length: int = 256
-    max_display_name_length: int = 128
-    rate_limit_per_second: int = 50
-    rate_limit_burst: int = 200
-    rate_limit_disconnect: int = 100
-    connect_failures_per_ip: int = 10
-    connect_failure_window: float = 60.0
-    max_buffered_bytes: int = 1048576
 
     @property
     def cors_origins(self) -> tuple[str, ...]:

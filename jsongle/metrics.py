@@ -2,16 +2,19 @@
 
 The business set keeps the names of the original JSONgle-Server (``users_count``,
 ``recv_total``...); operator metrics live under the ``jsongle_`` prefix.  On
-the hot path the application only adds to integers or calls a cached label
-child, so a message costs no dict built for metrics.
+the hot path the application only adds to plain numbers (byte counts,
+relayed copies, the latency histogram) that are read at scrape time, so a
+message costs no lock and no dict built for metrics.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import Any, Callable, Iterator, Optional
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 #: The names ``GET /stats`` answers with, in the order of PROTOCOL §8.
 BUSINESS = (
@@ -62,6 +65,75 @@ class _Labelled:
         return child
 
 
+class _Count:
+    """A counter child that is a plain number: ``inc`` takes no lock."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def inc(self, amount: float = 1) -> None:
+        self.value += amount
+
+
+class _LabelledCount:
+    """A labelled counter for the per-message path, read at scrape time.
+
+    The reactor is single-threaded, so its children are plain numbers
+    instead of prometheus-client's locked values.
+    """
+
+    def __init__(self, name: str, documentation: str, label: str) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.label = label
+        self._children: dict[str, _Count] = {}
+
+    def __call__(self, value: str) -> _Count:
+        child = self._children.get(value)
+        if child is None:
+            child = self._children[value] = _Count()
+        return child
+
+    def describe(self) -> list[Metric]:
+        return [CounterMetricFamily(self.name, self.documentation, labels=[self.label])]
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+        for value, child in list(self._children.items()):
+            family.add_metric([value], child.value)
+        yield family
+
+
+class _Histogram:
+    """A histogram for the per-message path: a bisect and two additions."""
+
+    __slots__ = ("name", "documentation", "bounds", "_counts", "_sum")
+
+    def __init__(self, name: str, documentation: str, bounds: tuple[float, ...]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = tuple(sorted(bounds))
+        self._counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self._sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self._counts[bisect_left(self.bounds, value)] += 1
+        self._sum += value
+
+    def describe(self) -> list[Metric]:
+        return [HistogramMetricFamily(self.name, self.documentation)]
+
+    def collect(self) -> Iterator[Metric]:
+        cumulative = 0
+        buckets = []
+        for bound, count in zip((*self.bounds, float("inf")), self._counts):
+            cumulative += count
+            buckets.append((floatToGoString(bound), cumulative))
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=self._sum)
+
+
 class Metrics:
     """The JSONgle-Server metric set, under its original names, and operator metrics."""
 
@@ -86,9 +158,8 @@ class Metrics:
         self.connections = Gauge(
             "jsongle_connections", "Connected clients by Engine.IO transport", ["transport"], registry=registry
         )
-        self.relayed = _Labelled(
-            Counter("jsongle_relayed_messages", "Copies relayed to room members, by action", ["action"], registry=registry)
-        )
+        self.relayed = _LabelledCount("jsongle_relayed_messages", "Copies relayed to room members, by action", "action")
+        registry.register(self.relayed)
         self.iq_errors = _Labelled(Counter("jsongle_iq_errors", "iq-error answers, by errorCode", ["code"], registry=registry))
         self.connect_errors = _Labelled(
             Counter("jsongle_connect_errors", "Refused Socket.IO connections, by reason", ["reason"], registry=registry)
@@ -105,12 +176,12 @@ class Metrics:
                 registry=registry,
             )
         )
-        self.relay_latency = Histogram(
+        self.relay_latency = _Histogram(
             "jsongle_relay_latency_seconds",
             "From receiving a message to having handed all its copies to the transports",
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            LATENCY_BUCKETS,
         )
+        registry.register(self.relay_latency)
 
     def watch_rooms(self, room_count: Callable[[], int]) -> None:
         """Read ``conferences_count`` from the room registry at each scrape: exact by construction."""

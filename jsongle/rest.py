@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import shutil
-from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 from urllib.parse import unquote_to_bytes
 
@@ -29,6 +28,7 @@ from jsongle.config import Config
 from jsongle.logs import ConsoleLevel, parse_level
 from jsongle.metrics import Metrics
 from jsongle.selfcheck import CheckResult
+from jsongle.signaling.messages import iso_date
 
 log = Logger()
 
@@ -44,12 +44,6 @@ class ApiError(Exception):
         self.status = status
         self.code = code
         self.message = message
-
-
-def iso_date(seconds: float) -> str:
-    """ISO-8601 UTC with milliseconds, as everywhere in JSONgle."""
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _cpu_times() -> Optional[tuple[int, int]]:

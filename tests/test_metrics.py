@@ -39,6 +39,10 @@ class SizedConnection(FakeConnection):
         super().emit(event, *args, callback=callback)
         return 1000
 
+    def emit_json(self, event: str, json_arg: str) -> int:
+        super().emit_json(event, json_arg)
+        return 1000
+
 
 class Transport:
     def __init__(self, name: str) -> None:

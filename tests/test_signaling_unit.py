@@ -8,6 +8,7 @@ dates, and what a failing handler does to its sender and to everyone else.
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any, Optional
 
 import pytest
@@ -44,6 +45,11 @@ class FakeConnection:
     def emit(self, event: str, *args: Any, callback: Any = None) -> None:
         assert event == "jsongle" and len(args) == 1 and callback is None
         self.sent.append(args[0])
+
+    def emit_json(self, event: str, json_arg: str) -> int:
+        assert event == "jsongle"
+        self.sent.append(json.loads(json_arg))
+        return len(json_arg)
 
     def take(self) -> list[dict[str, Any]]:
         """The messages received since the last take."""

@@ -245,3 +245,10 @@ def test_decode_of_near_valid_packets(head, data):
         sio.decode(text)
     except PacketError:
         pass
+
+
+def test_json_event_encoded_by_the_caller():
+    """An argument already JSON-encoded is framed as is, and decodes like emit's."""
+    wire = sio.encode_json_event("jsongle", '{"to":"a","x":[1]}', "/ns")
+    assert wire == '2/ns,["jsongle",{"to":"a","x":[1]}]'
+    assert sio.decode(wire) == sio.decode(sio.encode(Packet(sio.EVENT, "/ns", ["jsongle", {"to": "a", "x": [1]}]))[0])

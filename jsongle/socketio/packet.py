@@ -59,10 +59,28 @@ def _has_binary(data: Any) -> bool:
     return False
 
 
+def _head(kind: int, namespace: str, ack_id: Optional[int]) -> str:
+    head = str(kind)
+    if namespace != "/":
+        head += namespace + ","
+    if ack_id is not None:
+        head += str(ack_id)
+    return head
+
+
 def encode(packet: Packet) -> list[Union[str, bytes]]:
     """Encode a packet into Engine.IO messages: one text, then any binaries."""
     kind = packet.type
     data = packet.data
+    if (kind == EVENT or kind == ACK) and data is not None:
+        # Plain JSON is the rule: encode it directly; the JSON encoder refuses
+        # bytes, and only then is the data walked for binary attachments.
+        try:
+            body = dumps(data)
+        except TypeError:
+            pass
+        else:
+            return [_head(kind, packet.namespace, packet.id) + body]
     buffers: list[bytes] = []
     if kind in (EVENT, ACK) and _has_binary(data):
         kind = BINARY_EVENT if kind == EVENT else BINARY_ACK
@@ -77,6 +95,14 @@ def encode(packet: Packet) -> list[Union[str, bytes]]:
     if data is not None:
         head += dumps(data)
     return [head, *buffers]
+
+
+def encode_json_event(event: str, json_arg: str, namespace: str = "/") -> str:
+    """An EVENT with one argument given as JSON text, encoded once by the caller.
+
+    Lets an application send one encoded body to many clients.
+    """
+    return _head(EVENT, namespace, None) + "[" + dumps(event) + "," + json_arg + "]"
 
 
 def encode_event(args: list[Any], namespace: str = "/", ack_id: Optional[int] = None) -> list[Union[str, bytes]]:

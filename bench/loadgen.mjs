@@ -632,7 +632,7 @@ async function relay(ctx) {
     latency_ms: percentiles(latencies),
     ...usage,
     server_rss_kb: procRssKb(opts["server-pid"]),
-    clients,
+    sockets: clients,
   };
 }
 
@@ -662,7 +662,7 @@ async function capacity(ctx) {
     rss_after_kb: after,
     kb_per_client: before !== null && after !== null ? round((after - before) / count, 2) : null,
     ...usage,
-    clients,
+    sockets: clients,
   };
 }
 
@@ -697,7 +697,7 @@ async function churn(ctx) {
     cycles_per_s: round(cycles / seconds, 1),
     ...usage,
     server_rss_kb: procRssKb(opts["server-pid"]),
-    clients_list: clients,
+    sockets: clients,
   };
 }
 
@@ -763,9 +763,9 @@ async function main() {
     process.stdout.write(JSON.stringify({ ...base, error: String(error && error.message ? error.message : error) }) + "\n");
     process.exit(1);
   }
-  const { clients, clients_list: more, ...figures } = result;
+  const { sockets, ...figures } = result;
   process.stdout.write(JSON.stringify({ ...base, ...figures }) + "\n");
-  for (const client of [...(clients || []), ...(more || [])]) client.destroy();
+  for (const client of sockets || []) client.destroy();
   process.exit(0);
 }
 

@@ -76,7 +76,16 @@ class EngineIOResource(Resource):
             sid = _arg(request, b"sid")
             if sid is not None and self.engine.find(sid) is None:
                 return self._error(request, UNKNOWN_SID)
-            return self._websocket.render(request)
+            channel = request.channel
+            connection = channel.transport
+            answer = self._websocket.render(request)
+            # The WebSocket protocol owns the TCP connection now; the HTTP
+            # channel it came through (request and headers included) stays
+            # alive as the connection's producer and through its idle timer.
+            channel.setTimeout(None)
+            if getattr(connection, "producer", None) is channel:
+                connection.unregisterProducer()
+            return answer
         if transport != "polling":
             return self._error(request, UNKNOWN_TRANSPORT)
 

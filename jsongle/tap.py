@@ -33,6 +33,9 @@ from jsongle.socketio.server import SocketIOServer
 
 log = Logger()
 
+#: The WebSocket/polling port's listen backlog (Node.js uses 511 too).
+LISTEN_BACKLOG = 511
+
 
 class Options(usage.Options):
     """``twistd jsongle --config FILE``: a dotenv file; the environment wins."""
@@ -307,18 +310,20 @@ def makeService(options: Options) -> service.IService:
     root = JsongleService(signaling, console, options.warnings, logfile, options["config"], reactor)
     interface = config.listen_address or ""
     site: Any = signaling.site()
+    # Clients reconnect in bursts (after a restart, a network change): a
+    # listen backlog like Node.js's, not Twisted's 50, keeps their SYNs.
     if config.reuse_port:
         from twisted.protocols.tls import TLSMemoryBIOFactory
 
         from jsongle.reuseport import ReusePortEndpoint
 
-        endpoint: Any = ReusePortEndpoint(reactor, config.ws_port, interface)
+        endpoint: Any = ReusePortEndpoint(reactor, config.ws_port, interface, backlog=LISTEN_BACKLOG)
         if config.use_https:
             site = TLSMemoryBIOFactory(options.tls, False, site)
     elif config.use_https:
-        endpoint = SSL4ServerEndpoint(reactor, config.ws_port, options.tls, interface=interface)
+        endpoint = SSL4ServerEndpoint(reactor, config.ws_port, options.tls, backlog=LISTEN_BACKLOG, interface=interface)
     else:
-        endpoint = TCP4ServerEndpoint(reactor, config.ws_port, interface=interface)
+        endpoint = TCP4ServerEndpoint(reactor, config.ws_port, backlog=LISTEN_BACKLOG, interface=interface)
     websocket = ListeningService("websocket", endpoint, site)
     websocket.setServiceParent(root)
     add_rest_service(root, reactor, config, getattr(options, "tls", None), signaling, console, websocket)

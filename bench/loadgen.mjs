@@ -644,11 +644,22 @@ async function capacity(ctx) {
   const cpu = new CpuWindow(pid);
   const start = performance.now();
   const clients = new Array(count);
+  let retries = 0;
   await pool(count, opts.concurrency, async (i) => {
-    const client = new Client(ctx.target, opts.token, `cap${i}`);
-    clients[i] = client;
-    await client.open(`cap-${RUN}-${i}`);
-    await client.query(opts["server-id"], "session-join", `cap-${RUN}-${i >> 1}`);
+    for (let attempt = 0; ; attempt++) {
+      const client = new Client(ctx.target, opts.token, `cap${i}`);
+      clients[i] = client;
+      try {
+        await client.open(`cap-${RUN}-${i}`);
+        await client.query(opts["server-id"], "session-join", `cap-${RUN}-${i >> 1}`);
+        return;
+      } catch (error) {
+        // A refused or reset connection in a burst is counted and tried again.
+        client.destroy();
+        if (attempt >= 2) throw error;
+        retries++;
+      }
+    }
   });
   const seconds = (performance.now() - start) / 1000;
   const usage = cpu.finish();
@@ -658,6 +669,7 @@ async function capacity(ctx) {
     connections: count,
     connect_s: round(seconds, 2),
     connects_per_s: round(count / seconds, 1),
+    retries,
     rss_before_kb: before,
     rss_after_kb: after,
     kb_per_client: before !== null && after !== null ? round((after - before) / count, 2) : null,
@@ -706,6 +718,8 @@ async function connchurn(ctx) {
   let measuring = false;
   let stopped = false;
   let sessions = 0;
+  let failures = 0;
+  let laneError = null;
   let n = 0;
   const lanes = [];
   for (let lane = 0; lane < opts.clients; lane++) {
@@ -714,12 +728,21 @@ async function connchurn(ctx) {
         while (!stopped) {
           const i = n++;
           const client = new Client(ctx.target, opts.token, `conn${i}`);
-          await client.open(`conn-${RUN}-${i}`);
-          await client.query(opts["server-id"], "session-join", `conn-${RUN}-${i}`);
-          await client.close();
+          try {
+            await client.open(`conn-${RUN}-${i}`);
+            await client.query(opts["server-id"], "session-join", `conn-${RUN}-${i}`);
+            await client.close();
+          } catch (error) {
+            client.destroy();
+            if (++failures > 100) throw error;
+            continue;
+          }
           if (measuring) sessions++;
         }
-      })(),
+      })().catch((error) => {
+        laneError = error;
+        stopped = true;
+      }),
     );
   }
   await sleep(opts.warmup * 1000);
@@ -732,11 +755,13 @@ async function connchurn(ctx) {
   const usage = cpu.finish();
   stopped = true;
   await Promise.all(lanes);
+  if (laneError) throw laneError;
   return {
     clients: opts.clients,
     duration_s: round(seconds, 2),
     sessions,
     sessions_per_s: round(sessions / seconds, 1),
+    failures,
     ...usage,
     server_rss_kb: procRssKb(opts["server-pid"]),
   };

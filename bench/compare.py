@@ -182,10 +182,19 @@ def median(results: list[dict[str, Any]], path: str) -> Optional[float]:
     return statistics.median(values) if values else None
 
 
-def verdict(row: Row, node: list[dict], ours: list[dict]) -> list[str]:
-    """Cells of the table for one row."""
-    cells = []
-    met = True
+def per_cpu(results: list[dict[str, Any]], path: str) -> list[dict[str, Any]]:
+    """The figure divided by the server's CPU use (cores): work per CPU-second."""
+    out = []
+    for result in results:
+        value, cpu = figure(result, path), result.get("server_cpu")
+        if value is not None and cpu:
+            out.append({"v": value / cpu})
+    return out
+
+
+def verdict(row: Row, node: list[dict], ours: list[dict]) -> list[list[str]]:
+    """Table lines for one row: figure, both medians, ratio, verdict, ratio per CPU-second."""
+    lines = []
     checks = [(row.metric, row.higher_is_better, row.target)]
     if row.extra:
         checks.append((row.extra[0], False, row.extra[1]))
@@ -193,10 +202,13 @@ def verdict(row: Row, node: list[dict], ours: list[dict]) -> list[str]:
         a, b = median(node, path), median(ours, path)
         ratio = b / a if a and b is not None else None
         ok = ratio is not None and (ratio >= target if higher else ratio <= target)
-        met = met and ok
         goal = f"≥ {target}×" if higher else f"≤ {target}×"
-        cells.append(f"{path} {fmt(a)} | {fmt(b)} | {fmt(ratio, 2)}× ({goal})")
-    return cells + ["met" if met else "not met"]
+        efficiency = "—"
+        if higher and row.args[0] != "capacity":
+            ea, eb = median(per_cpu(node, path), "v"), median(per_cpu(ours, path), "v")
+            efficiency = f"{fmt(eb / ea, 2)}×" if ea and eb is not None else "—"
+        lines.append([row.label, path, fmt(a), fmt(b), f"{fmt(ratio, 2)}× ({goal})", "met" if ok else "not met", efficiency])
+    return lines
 
 
 def fmt(value: Optional[float], digits: int = 1) -> str:
@@ -285,14 +297,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     print()
     print(f"Machine: {machine()}; {options.rounds} rounds, medians; ratio = jsongle / Node.js.")
     print()
-    print("| scenario | figure Node.js | jsongle | ratio (target) | |")
-    print("|---|---|---|---|---|")
+    print("| scenario | figure | Node.js | jsongle | ratio (target) | | ratio per server CPU-second |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
         node = results.get((row.label, "node"), [])
         ours = results.get((row.label, "jsongle"), [])
-        cells = verdict(row, node, ours)
-        for cell in cells[:-1]:
-            print(f"| {row.label} | {cell} | {cells[-1]} |")
+        for line in verdict(row, node, ours):
+            print("| " + " | ".join(line) + " |")
     print(f"\n{time.monotonic() - began:.0f} s in all; raw results in {options.out}")
     return 0
 

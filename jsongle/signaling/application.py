@@ -37,6 +37,13 @@ EVENT_NAME = "jsongle"
 TOO_MANY_ATTEMPTS = "too many attempts"
 
 
+def _is_member(connection_id: str, room: Room) -> bool:
+    for member in room.members:
+        if member.connection_id == connection_id:
+            return True
+    return False
+
+
 @implementer(IHandlerRequest)
 class HandlerRequest:
     """One received message, with what its handler may use."""
@@ -324,7 +331,7 @@ class SignalingApplication:
         if to != server_id and not is_hello:
             room = self.rooms.room(to) if isinstance(to, str) else None
             # 3. a member of the target room?
-            if room is None or not any(x.connection_id == member.connection_id for x in room.members):
+            if room is None or not _is_member(member.connection_id, room):
                 member.deliver(m.session_error(server_id, reply_to, errors.NOT_A_MEMBER, f"Can't call - not in room {to}"))
                 return
             # 4. anybody to talk to (P2P rooms)?

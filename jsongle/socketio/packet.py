@@ -9,6 +9,7 @@ follow as separate Engine.IO messages.  Decoders return a value or raise
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any, NamedTuple, Optional, Union
 
 CONNECT = 0
@@ -102,7 +103,12 @@ def encode_json_event(event: str, json_arg: str, namespace: str = "/") -> str:
 
     Lets an application send one encoded body to many clients.
     """
-    return _head(EVENT, namespace, None) + "[" + dumps(event) + "," + json_arg + "]"
+    return _event_head(event, namespace) + json_arg + "]"
+
+
+@lru_cache(maxsize=64)
+def _event_head(event: str, namespace: str) -> str:
+    return _head(EVENT, namespace, None) + "[" + dumps(event) + ","
 
 
 def encode_event(args: list[Any], namespace: str = "/", ack_id: Optional[int] = None) -> list[Union[str, bytes]]:
@@ -112,6 +118,13 @@ def encode_event(args: list[Any], namespace: str = "/", ack_id: Optional[int] = 
 
 def decode(text: str) -> Packet:
     """Decode the text part of a packet; binary parts come via :class:`Reassembler`."""
+    if text[:2] == "2[":  # the common case: an EVENT on "/" without an ack id
+        try:
+            data = json.loads(text[1:])
+        except (ValueError, RecursionError) as exc:
+            raise PacketError("bad JSON") from exc
+        _check(EVENT, data, None)
+        return Packet(EVENT, "/", data)
     if not text or text[0] not in "0123456":
         raise PacketError("unknown packet type")
     kind = int(text[0])

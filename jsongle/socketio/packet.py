@@ -9,8 +9,9 @@ follow as separate Engine.IO messages.  Decoders return a value or raise
 from __future__ import annotations
 
 import json
+import json.encoder
 from functools import lru_cache
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 CONNECT = 0
 DISCONNECT = 1
@@ -24,7 +25,27 @@ MAX_ATTACHMENTS = 10
 _DIGITS = frozenset("0123456789")
 
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-dumps = _encoder.encode
+
+
+def _make_dumps() -> Callable[[Any], str]:
+    """Compact JSON, UTF-8 left as is: what JSON.stringify gives.
+
+    ``JSONEncoder.encode`` builds a new C encoder at every call; building it
+    once halves the cost of encoding a message.  Without the C accelerator,
+    the encoder's own method does the same work.
+    """
+    make = json.encoder.c_make_encoder
+    if make is None:  # pragma: no cover - CPython always has it
+        return _encoder.encode
+    chunks = make(None, _encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+
+    def dumps(value: Any) -> str:
+        return "".join(chunks(value, 0))
+
+    return dumps
+
+
+dumps = _make_dumps()
 
 
 class PacketError(ValueError):

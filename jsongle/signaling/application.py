@@ -9,9 +9,10 @@ message to the handler that claims it.  Handlers get an
 from __future__ import annotations
 
 import hmac
+from inspect import iscoroutine
 from typing import Any, Callable, NoReturn, Optional
 
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -377,11 +378,20 @@ class SignalingApplication:
         if handler is None:
             self._iq_answer(request, m.IQ_ERROR, JsongleError(errors.UNKNOWN_QUERY, f"The query '{query}' is not supported").describe())
             return
-        maybeDeferred(handler.handle, request).addCallbacks(
-            lambda result: self._iq_answer(request, m.IQ_RESULT, result),
-            self._query_failed,
-            errbackArgs=(request,),
-        )
+        try:
+            result = handler.handle(request)
+        except Exception:
+            self._query_failed(Failure(), request)
+            return
+        if isinstance(result, (Deferred, Failure)) or iscoroutine(result):
+            maybeDeferred(lambda: result).addCallbacks(
+                self._iq_result, self._query_failed, callbackArgs=(request,), errbackArgs=(request,)
+            )
+        else:
+            self._iq_answer(request, m.IQ_RESULT, result)
+
+    def _iq_result(self, result: Any, request: HandlerRequest) -> None:
+        self._iq_answer(request, m.IQ_RESULT, result)
 
     def _iq_answer(self, request: HandlerRequest, action: str, description: Any) -> None:
         jsongle = request.jsongle

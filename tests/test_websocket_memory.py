@@ -40,7 +40,7 @@ class UpgradingClient(protocol.Protocol):
 
 
 @pytest_twisted.inlineCallbacks
-def test_an_open_websocket_lets_go_of_its_http_request():
+def test_an_open_websocket_lets_go_of_its_http_request_and_handshake():
     engine = EngineServer(EngineOptions(), reactor, on_open=lambda session: None)
     port = reactor.listenTCP(0, engineio_site(engine), interface="127.0.0.1")
     opened: defer.Deferred = defer.Deferred()
@@ -52,6 +52,11 @@ def test_an_open_websocket_lets_go_of_its_http_request():
         assert head.startswith(b"HTTP/1.1 101")
         assert frames[0] == 0x81 and frames[2:3] == b"0"  # a text frame: the Engine.IO open packet
         assert len(engine) == 1
+        (session,) = list(engine)
+        websocket = session.transport
+        assert {name: getattr(websocket, name) for name in websocket.HANDSHAKE_STATE} == dict.fromkeys(
+            websocket.HANDSHAKE_STATE
+        )
         gc.collect()
         held = [o for o in gc.get_objects() if isinstance(o, Request) and MARKER in (o.uri or b"")]
         assert held == []

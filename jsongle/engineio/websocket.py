@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from autobahn.twisted.websocket import WebSocketServerFactory
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
@@ -38,6 +38,20 @@ class EngineWebSocketProtocol(FastFrameProtocol):
     # Not ``log``: that name is Autobahn's txaio logger, which drops its many
     # debug calls cheaply; a Twisted Logger there would emit every one.
     _log = Logger()
+
+    # Autobahn copies its options from the factory when a connection is made
+    # and pretty-prints the whole list for a debug line, whatever the level:
+    # a fifth of what a short connection costs.  We copy them ourselves and
+    # leave it an empty list.
+    CONFIG_ATTRS: tuple[str, ...] = ()
+    FACTORY_OPTIONS = tuple(WebSocketServerProtocol.CONFIG_ATTRS)
+
+    def _connectionMade(self) -> None:
+        factory = self.factory
+        for name in self.FACTORY_OPTIONS:
+            if not hasattr(self, name):
+                setattr(self, name, getattr(factory, name))
+        super()._connectionMade()
 
     session: Optional[EngineSession] = None
     _probing: Optional[EngineSession] = None

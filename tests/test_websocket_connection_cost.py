@@ -1,7 +1,8 @@
-"""A WebSocket connection keeps nothing of the HTTP request it arrived with.
+"""What a WebSocket connection costs: only what it needs, kept or computed.
 
 Every held client costs memory: once Autobahn has taken the TCP connection
-over, the HTTP channel, its request and headers must be free to go.
+over, the HTTP channel, its request and headers must be free to go.  Every
+new connection copies the factory's options, and nothing more.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ import gc
 
 import pytest_twisted
 from twisted.internet import defer, protocol, reactor
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.web.server import Request
 
 from jsongle.engineio.resource import engineio_site
 from jsongle.engineio.server import EngineOptions, EngineServer
+from jsongle.engineio.websocket import EngineWebSocketFactory
 
 MARKER = b"held-request-check"
 
@@ -64,3 +68,14 @@ def test_an_open_websocket_lets_go_of_its_http_request_and_handshake():
         engine.close_all()
         client.transport.loseConnection()
         yield port.stopListening()
+
+
+def test_a_new_connection_takes_the_factory_options():
+    engine = EngineServer(EngineOptions(max_payload=12345), Clock(), on_open=lambda session: None)
+    factory = EngineWebSocketFactory(engine)
+    websocket = factory.buildProtocol(None)
+    websocket.makeConnection(StringTransport())
+    for name in websocket.FACTORY_OPTIONS:
+        if name != "tcpNoDelay":  # set on the class: Autobahn reads it too early otherwise
+            assert getattr(websocket, name) == getattr(factory, name), name
+    assert (websocket.maxFramePayloadSize, websocket.maxMessagePayloadSize, websocket.tcpNoDelay) == (12345, 12345, True)

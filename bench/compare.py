@@ -103,24 +103,23 @@ class Server:
             proc.wait()
 
 
-def start_jsongle(workdir: Path) -> Server:
+#: jsongle's settings for a sitting: those of the Node.js server, and the
+#: per-connection rate limit off (the generator sends far above any sane one).
+JSONGLE_SETTINGS = {
+    "listenAddress": "127.0.0.1",
+    "appToken": TOKEN,
+    "maxConcurrentUsers": "30000",
+    "logDefaultLevel": "warn",
+    "useHTTPS": "false",
+    "rateLimitPerSecond": "0",
+}
+
+
+def start_jsongle(workdir: Path, settings: dict[str, str]) -> Server:
     ws, rest = free_port(), free_port()
     env_file = workdir / "jsongle.env"
-    env_file.write_text(
-        "\n".join(
-            [
-                f"wsPort={ws}",
-                f"restPort={rest}",
-                "listenAddress=127.0.0.1",
-                f"appToken={TOKEN}",
-                "maxConcurrentUsers=30000",
-                "logDefaultLevel=warn",
-                f"logPath={workdir / 'jsongle.log'}",
-                "useHTTPS=false",
-            ]
-        )
-        + "\n"
-    )
+    values = {"wsPort": str(ws), "restPort": str(rest), "logPath": str(workdir / "jsongle.log"), **settings}
+    env_file.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
     python = REPO / ".venv" / "bin" / "python"
     command = [
         str(python if python.exists() else sys.executable),
@@ -241,6 +240,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="shorter runs and fewer connections, for trying")
     parser.add_argument("--only", choices=("node", "jsongle"), help="measure one server (tuning)")
     parser.add_argument("--out", type=Path, default=Path("bench-results.jsonl"))
+    parser.add_argument(
+        "--jsongle-setting", action="append", default=[], metavar="KEY=VALUE",
+        help="a jsongle config key for the sitting, e.g. rateLimitPerSecond=100000 to measure the rate limit's cost",
+    )
     options = parser.parse_args(argv)
     if options.only != "jsongle" and not options.node_dir and not options.node_url:
         parser.error("give --node-dir or --node-url (or --only jsongle)")
@@ -251,6 +254,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     if options.rows:
         rows = tuple(ROWS[int(n) - 1] for n in options.rows.split(","))
 
+    settings = dict(JSONGLE_SETTINGS)
+    for item in options.jsongle_setting:
+        key, separator, value = item.partition("=")
+        if not separator:
+            parser.error(f"--jsongle-setting wants KEY=VALUE, not {item!r}")
+        settings[key] = value
     workdir = Path(tempfile.mkdtemp(prefix="jsongle-bench-"))
     starters: dict[str, Callable[[], Server]] = {}
     if options.only != "jsongle":
@@ -263,7 +272,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         starters["jsongle"] = (
             (lambda: Server("jsongle", options.jsongle_url, options.jsongle_pid))
             if options.jsongle_url
-            else (lambda: start_jsongle(workdir))
+            else (lambda: start_jsongle(workdir, settings))
         )
 
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}

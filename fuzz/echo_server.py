@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.internet import reactor
 from twisted.web.server import Site
 
-from jsongle.engineio.wsframes import FastFrameProtocol, Message, protocol_options
+from jsongle.engineio.wsframes import FastFrameProtocol, Message, WriteBatch, protocol_options
 
 
 class EchoProtocol(FastFrameProtocol):
@@ -29,9 +30,10 @@ class EchoProtocol(FastFrameProtocol):
             self.send_messages([(message.encode("utf-8"), False)])
 
 
-def echo_site(max_payload: int) -> Site:
+def echo_site(max_payload: int, clock: Any) -> Site:
     factory = WebSocketServerFactory()
     factory.protocol = EchoProtocol
+    factory.write_batch = WriteBatch(clock)
     factory.setProtocolOptions(**protocol_options(max_payload))
     site = Site(WebSocketResource(factory))
     site.noisy = False
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--max-payload", type=int, default=64 * 1024 * 1024)
     args = parser.parse_args(argv)
-    port = reactor.listenTCP(args.port, echo_site(args.max_payload), interface=args.host)
+    port = reactor.listenTCP(args.port, echo_site(args.max_payload, reactor), interface=args.host)
     address = port.getHost()
     print(f"echo listening on {address.host}:{address.port}", flush=True)
     reactor.run()

@@ -388,3 +388,35 @@ def test_fast_path_answers_exactly_as_autobahn_alone(frames, cuts):
     # the frame and at its end) and treats the second as a failure during
     # the closing handshake.
     assert (fast.state == WebSocketProtocol.STATE_OPEN) == (reference.state == WebSocketProtocol.STATE_OPEN)
+
+
+# -- the write batch -------------------------------------------------------
+
+
+class Held:
+    """Stands for a connection holding frames: records when it is flushed."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name = name
+        self.log = log
+
+    def flush_held(self) -> None:
+        self.log.append(self.name)
+
+
+def test_write_batch_sends_once_per_turn_in_first_write_order():
+    from twisted.internet.task import Clock
+
+    from jsongle.engineio.wsframes import WriteBatch
+
+    clock = Clock()
+    batch = WriteBatch(clock)
+    log: list[str] = []
+    batch.hold(Held("b", log))
+    batch.hold(Held("a", log))
+    assert log == [] and len(clock.getDelayedCalls()) == 1  # one flush for the whole turn
+    clock.advance(0)
+    assert log == ["b", "a"] and not clock.getDelayedCalls()
+    batch.hold(Held("c", log))  # the next turn gets its own flush
+    clock.advance(0)
+    assert log == ["b", "a", "c"]

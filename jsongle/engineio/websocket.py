@@ -19,7 +19,7 @@ from jsongle.engineio.backpressure import OutgoingBudget, watch_transport
 from jsongle.engineio.packet import Packet
 from jsongle.engineio.server import EngineServer
 from jsongle.engineio.session import PARSE_ERROR, TRANSPORT_CLOSE, TRANSPORT_ERROR, EngineSession
-from jsongle.engineio.wsframes import FastFrameProtocol, Message, protocol_options
+from jsongle.engineio.wsframes import FastFrameProtocol, Message, WriteBatch, protocol_options
 
 PROBE = "probe"
 
@@ -219,4 +219,5 @@ class EngineWebSocketFactory(WebSocketServerFactory):
     def __init__(self, engine: EngineServer) -> None:
         super().__init__()
         self.engine = engine
+        self.write_batch = WriteBatch(engine.clock)
         self.setProtocolOptions(**protocol_options(engine.options.max_payload))

@@ -18,6 +18,8 @@ from typing import Any, Iterable, Optional, Union
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.tcp import Server as TCPServer
 
 #: FIN set, no reserved bits, text / binary opcode: the only first bytes taken.
 TEXT_FRAME = 0x81
@@ -84,6 +86,68 @@ def next_frame(data: bytes, offset: int, limit: int) -> tuple[Union[bool, str], 
     return first == BINARY_FRAME, unmask(data[start - 4 : start], data[start:end]), end
 
 
+def write_now(transport: Any, data: bytes) -> None:
+    """Write ``data`` to a TCP transport at once when nothing is queued.
+
+    ``transport.write`` only queues: the bytes leave on the reactor's next
+    turn, after registering the socket for writability with epoll and before
+    unregistering it again, three system calls and a loop turn per reply.
+    When the transport's buffer is empty the socket usually takes everything
+    right away, so try that first; whatever it does not take (a full socket
+    buffer, an error) goes through ``transport.write`` as before, so order,
+    back-pressure (``pauseProducing``) and error handling stay Twisted's.
+    Other transports (TLS) are written to as usual.
+    """
+    if (
+        type(transport) is TCPServer
+        and transport.connected
+        and not transport._writeDisconnected
+        and not transport._aborting
+        and not transport._tempDataLen
+        and len(transport.dataBuffer) == transport.offset
+    ):
+        sent = transport.writeSomeData(data)
+        if isinstance(sent, int) and sent > 0:
+            if sent == len(data):
+                return
+            data = data[sent:]
+    transport.write(data)
+
+
+class WriteBatch:
+    """Frames written during one reactor turn, sent together right after it.
+
+    One per factory, shared by its connections. ``transport.write`` holds
+    bytes until the reactor's next turn too, but gets there by registering the
+    socket with epoll for writability, waiting for the poll to say so, and
+    unregistering it: three system calls and a poll per connection written
+    to. Held here, every connection's frames of the turn (a relay, its ack,
+    the copies of several reads) leave in one ``send`` each as soon as the
+    turn's reads are handled (a ``callLater(0)`` runs before the next poll),
+    through :func:`write_now`.
+    """
+
+    __slots__ = ("clock", "dirty", "_call")
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self.clock = clock
+        #: Connections holding frames, in the order they got their first.
+        self.dirty: list["FastFrameProtocol"] = []
+        self._call: Optional[IDelayedCall] = None
+
+    def hold(self, protocol: "FastFrameProtocol") -> None:
+        """``protocol`` has its first frame of this turn: send it with the rest."""
+        self.dirty.append(protocol)
+        if self._call is None:
+            self._call = self.clock.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        self._call = None
+        dirty, self.dirty = self.dirty, []
+        for protocol in dirty:
+            protocol.flush_held()
+
+
 def frame_header(length: int, is_binary: bool) -> bytes:
     """The header of one final, unmasked server frame of ``length`` payload bytes."""
     first = BINARY_FRAME if is_binary else TEXT_FRAME
@@ -128,6 +192,14 @@ class FastFrameProtocol(WebSocketServerProtocol):
 
     #: Bytes of a simple frame not yet complete; Autobahn sits at a frame boundary.
     _pending = b""
+    #: The factory's :class:`WriteBatch` (``write_batch``), if it has one.
+    _batch: Optional[WriteBatch] = None
+    #: Frames held until the read under way has been handled.
+    _held: Optional[list[bytes]] = None
+
+    def _connectionMade(self) -> None:
+        self._batch = getattr(self.factory, "write_batch", None)
+        super()._connectionMade()
 
     # -- for subclasses --------------------------------------------------------
 
@@ -217,6 +289,25 @@ class FastFrameProtocol(WebSocketServerProtocol):
         """The one path every outgoing byte takes (frames, control frames, handshake)."""
         if sync or chopsize or self.send_queue:
             # Autobahn's queued writes: keep their order.
+            self.flush_held()
             super().sendData(data, sync, chopsize)
+            return
+        held = self._held
+        if held is not None:
+            held.append(data)
+            return
+        batch = self._batch
+        if batch is not None and type(self.transport) is TCPServer:
+            self._held = [data]
+            batch.hold(self)
         else:
             self.transport.write(data)
+
+    def flush_held(self) -> None:
+        """Send the frames held for this turn now."""
+        held = self._held
+        if held is None:
+            return
+        self._held = None
+        if self.transport is not None:
+            write_now(self.transport, held[0] if len(held) == 1 else b"".join(held))

@@ -252,3 +252,30 @@ def test_json_event_encoded_by_the_caller():
     wire = sio.encode_json_event("jsongle", '{"to":"a","x":[1]}', "/ns")
     assert wire == '2/ns,["jsongle",{"to":"a","x":[1]}]'
     assert sio.decode(wire) == sio.decode(sio.encode(Packet(sio.EVENT, "/ns", ["jsongle", {"to": "a", "x": [1]}]))[0])
+
+
+# -- the JSON codec --------------------------------------------------------
+
+
+def test_dumps_is_compact_and_keeps_utf8_like_json_stringify():
+    from jsongle.socketio.packet import dumps
+
+    assert dumps({"a": [1, 1.5, 1e-7, None, True], "é": "ü"}) == '{"a":[1,1.5,1e-7,null,true],"é":"ü"}'
+
+
+def test_dumps_falls_back_for_what_orjson_refuses():
+    from jsongle.socketio.packet import dumps
+
+    assert dumps([2**70]) == "[1180591620717411303424]"
+    assert dumps({1: "x"}) == '{"1":"x"}'
+    with pytest.raises(TypeError):
+        dumps(["x", b"\x00"])  # binary goes the attachment way
+
+
+def test_loads_falls_back_for_what_orjson_refuses():
+    from jsongle.socketio.packet import loads
+
+    assert loads('["\\ud800"]') == ["\ud800"]
+    assert loads("[1]") == [1]
+    with pytest.raises(ValueError):
+        loads("[1,")

@@ -13,6 +13,8 @@ import json.encoder
 from functools import lru_cache
 from typing import Any, Callable, NamedTuple, Optional, Union
 
+import orjson
+
 CONNECT = 0
 DISCONNECT = 1
 EVENT = 2
@@ -28,7 +30,7 @@ _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def _make_dumps() -> Callable[[Any], str]:
-    """Compact JSON, UTF-8 left as is: what JSON.stringify gives.
+    """Compact JSON, UTF-8 left as is, with the standard library's encoder.
 
     ``JSONEncoder.encode`` builds a new C encoder at every call; building it
     once halves the cost of encoding a message.  Without the C accelerator,
@@ -45,7 +47,34 @@ def _make_dumps() -> Callable[[Any], str]:
     return dumps
 
 
-dumps = _make_dumps()
+_stdlib_dumps = _make_dumps()
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, UTF-8 left as is: what JSON.stringify gives.
+
+    orjson does it about ten times faster than the standard library (a
+    relayed message is decoded once and encoded once, so this is a good part
+    of what relaying costs); what orjson refuses (integers past 64 bits,
+    non-string keys, lone surrogates) goes to the standard encoder, which
+    raises ``TypeError`` for bytes as orjson does.
+    """
+    try:
+        return orjson.dumps(value).decode("utf-8")
+    except orjson.JSONEncodeError:
+        return _stdlib_dumps(value)
+
+
+def loads(text: str) -> Any:
+    """Parse JSON with orjson; what it refuses (``NaN``, lone surrogates,
+    numbers out of range) gets the standard parser's verdict.
+
+    Raises ``ValueError`` or ``RecursionError`` for text that is not JSON.
+    """
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 class PacketError(ValueError):
@@ -141,7 +170,7 @@ def decode(text: str) -> Packet:
     """Decode the text part of a packet; binary parts come via :class:`Reassembler`."""
     if text[:2] == "2[":  # the common case: an EVENT on "/" without an ack id
         try:
-            data = json.loads(text[1:])
+            data = loads(text[1:])
         except (ValueError, RecursionError) as exc:
             raise PacketError("bad JSON") from exc
         _check(EVENT, data, None)
@@ -178,7 +207,7 @@ def decode(text: str) -> Packet:
     data = None
     if i < n:
         try:
-            data = json.loads(text[i:])
+            data = loads(text[i:])
         except (ValueError, RecursionError) as exc:
             raise PacketError("bad JSON") from exc
     _check(kind, data, ack_id)

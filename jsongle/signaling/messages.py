@@ -57,17 +57,19 @@ def _second(whole: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole))
 
 
+@lru_cache(maxsize=16)
+def _millisecond(millis: int) -> str:
+    whole, part = divmod(millis, 1000)
+    return _second(whole) + "%03dZ" % part
+
+
 def iso_date(seconds: float) -> str:
     """``2026-11-24T10:00:00.000Z``: what JavaScript's Date.toJSON() gives.
 
-    Every relayed message is stamped, so the text of the current second is
-    cached and only the milliseconds are formatted.
+    Every relayed message is stamped, many within the same millisecond: the
+    text of the last few milliseconds is cached.
     """
-    whole = int(seconds // 1)
-    micro = round((seconds - whole) * 1_000_000)
-    if micro >= 1_000_000:
-        whole, micro = whole + 1, micro - 1_000_000
-    return _second(whole) + "%03dZ" % (micro // 1000)
+    return _millisecond(round(seconds * 1_000_000) // 1000)
 
 
 def envelope(sender: str, to: Optional[str], jsongle: dict[str, Any]) -> dict[str, Any]:

@@ -17,12 +17,14 @@ import json
 import os
 import re
 import stat
-from datetime import datetime, timezone
 from typing import Any, Iterable, Optional
 
+import orjson
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import ILogObserver, LogEvent, formatEvent
 from zope.interface import implementer
+
+from jsongle.dates import iso_date
 
 MASK = "***"
 
@@ -61,6 +63,29 @@ def mask_value(value: Any, secrets: Iterable[str] = ()) -> Any:
     return value
 
 
+#: The masked, formatted text of an event, kept so that it is formatted once.
+MASKED_TEXT = "jsongle_masked_text"
+
+
+def format_event(event: LogEvent) -> str:
+    """``twisted.logger.formatEvent``, with ``str.format_map`` tried first.
+
+    Twisted formats with ``string.Formatter``, in Python; the built-in
+    method does the same for every format but Twisted's ``{call()}`` syntax
+    and legacy events, which go to Twisted (and so does any error, which
+    Twisted turns into its "unable to format" text).
+    """
+    format = event.get("log_format")
+    if format is None:
+        return ""
+    if type(format) is str and "log_flattened" not in event:
+        try:
+            return format.format_map(event)
+        except Exception:
+            pass
+    return formatEvent(event)
+
+
 def mask_event(event: LogEvent, secrets: Iterable[str] = ()) -> LogEvent:
     """A copy of ``event`` whose fields and formatted text are masked.
 
@@ -77,8 +102,9 @@ def mask_event(event: LogEvent, secrets: Iterable[str] = ()) -> LogEvent:
         else:
             masked[key] = mask_value(value, secrets)
     if masked.get("log_format") is not None:
-        text = mask_text(formatEvent(masked), secrets)
+        text = mask_text(format_event(masked), secrets)
         masked["log_format"] = text.replace("{", "{{").replace("}", "}}")
+        masked[MASKED_TEXT] = text
     return masked
 
 
@@ -97,17 +123,13 @@ class MaskingObserver:
 def event_line(event: LogEvent) -> str:
     """One compact JSON object: time, level, namespace, text (and traceback)."""
     when = event.get("log_time")
-    stamp = (
-        datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        if when is not None
-        else None
-    )
     level = event.get("log_level")
+    text = event.get(MASKED_TEXT)
     record: dict[str, Any] = {
-        "time": stamp,
+        "time": iso_date(when) if when is not None else None,
         "level": level.name if level is not None else None,
         "namespace": event.get("log_namespace"),
-        "text": formatEvent(event) if event.get("log_format") is not None else "",
+        "text": text if text is not None else format_event(event),
     }
     failure = event.get("log_failure")
     if failure is not None:
@@ -115,7 +137,10 @@ def event_line(event: LogEvent) -> str:
             record["traceback"] = failure.getTraceback()
         except Exception:
             record["traceback"] = repr(failure)
-    return json.dumps(record, ensure_ascii=False, default=repr) + "\n"
+    try:
+        return orjson.dumps(record, default=repr, option=orjson.OPT_APPEND_NEWLINE).decode("utf-8")
+    except orjson.JSONEncodeError:  # text no UTF-8 can hold (lone surrogates): escaped
+        return json.dumps(record, default=repr) + "\n"
 
 
 def _is_regular(path: str) -> bool:

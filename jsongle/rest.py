@@ -28,7 +28,7 @@ from jsongle.config import Config
 from jsongle.logs import ConsoleLevel, parse_level
 from jsongle.metrics import Metrics
 from jsongle.selfcheck import CheckResult
-from jsongle.signaling.messages import iso_date
+from jsongle.dates import iso_date
 
 log = Logger()
 

@@ -210,3 +210,18 @@ def test_no_personal_data_in_daemon_logs(daemon_factory, puppet):
         for clear in (dn_alice, dn_bob, content, TOKEN):
             assert clear not in logged, f"{clear!r} in the {where} log"
     assert SERVER_ID  # the log is about this server
+
+
+def test_event_line_formats_like_twisted_and_survives_any_text():
+    from twisted.logger import LogLevel, formatEvent
+
+    from jsongle.logfile import event_line, format_event
+
+    event = {"log_format": "{a!r} and {b.real} {c()}", "a": "x", "b": 3, "c": lambda: "called", "log_level": LogLevel.info,
+             "log_namespace": "n", "log_time": 1_700_000_000.5}
+    assert format_event(event) == formatEvent(event) == "'x' and 3 called"  # the call syntax goes to Twisted
+    assert format_event({"log_format": "{missing}"}) == formatEvent({"log_format": "{missing}"})
+    line = json.loads(event_line(event))
+    assert line == {"time": "2023-11-14T22:13:20.500Z", "level": "info", "namespace": "n", "text": "'x' and 3 called"}
+    lone = json.loads(event_line({"log_format": "{uid}", "uid": "\ud800"}))  # no UTF-8 for it: escaped, not lost
+    assert lone["text"] == "\ud800"

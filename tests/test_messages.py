@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jsongle.signaling.messages import iso_date, new_id
+from jsongle.dates import iso_date
+from jsongle.signaling.messages import new_id
 
 
 def reference_date(seconds: float) -> str:

@@ -20,6 +20,7 @@ from zope.interface import implementer
 
 from jsongle import DESCRIPTION, __version__
 from jsongle.config import Config
+from jsongle.dates import iso_date
 from jsongle.interfaces import IHandlerRequest, IMessageBus, IRoomRegistry, ISocketApplication
 from jsongle.metrics import Metrics
 from jsongle.signaling import errors
@@ -75,7 +76,7 @@ class HandlerRequest:
         return sender if isinstance(sender, str) else self.member.connection_id
 
     def now(self) -> str:
-        return m.iso_date(self.app.clock.seconds())
+        return iso_date(self.app.clock.seconds())
 
     def reply(self, message: dict[str, Any]) -> None:
         self.member.deliver(message)
@@ -193,7 +194,7 @@ class SignalingApplication:
                     "version": __version__,
                     "sn": self.config.server_id,
                     "info": DESCRIPTION,
-                    "connected": m.iso_date(member.connected_at),
+                    "connected": iso_date(member.connected_at),
                 },
             )
         )
@@ -339,7 +340,7 @@ class SignalingApplication:
             if room.kind == m.ROOM and len(room.members) < 2:
                 handler = self.handlers.action(action)
                 if handler is not None and handler.call:
-                    member.deliver(m.session_info(server_id, reply_to, jsongle, "unreachable", {"ended": m.iso_date(self.clock.seconds())}))
+                    member.deliver(m.session_info(server_id, reply_to, jsongle, "unreachable", {"ended": iso_date(self.clock.seconds())}))
                 else:
                     member.deliver(
                         m.session_error(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
-from functools import lru_cache
 from typing import Any, Optional
 
 IQ_GET = "iq-get"
@@ -50,26 +48,6 @@ class RandomIds:
 
 
 new_id = RandomIds().new
-
-
-@lru_cache(maxsize=4)
-def _second(whole: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole))
-
-
-@lru_cache(maxsize=16)
-def _millisecond(millis: int) -> str:
-    whole, part = divmod(millis, 1000)
-    return _second(whole) + "%03dZ" % part
-
-
-def iso_date(seconds: float) -> str:
-    """``2026-11-24T10:00:00.000Z``: what JavaScript's Date.toJSON() gives.
-
-    Every relayed message is stamped, many within the same millisecond: the
-    text of the last few milliseconds is cached.
-    """
-    return _millisecond(round(seconds * 1_000_000) // 1000)
 
 
 def envelope(sender: str, to: Optional[str], jsongle: dict[str, Any]) -> dict[str, Any]:

@@ -144,6 +144,18 @@ class CpuWindow {
   }
 }
 
+// Warm up for --warmup, then measure for --duration: `setMeasuring` brackets
+// the window in which a scenario counts, and the CPU use is read over it.
+async function measuredWindow(opts, setMeasuring) {
+  await sleep(opts.warmup * 1000);
+  setMeasuring(true);
+  const cpu = new CpuWindow(opts["server-pid"]);
+  const start = performance.now();
+  await sleep(opts.duration * 1000);
+  setMeasuring(false);
+  return { seconds: (performance.now() - start) / 1000, usage: cpu.finish() };
+}
+
 // -- payloads ----------------------------------------------------------------
 
 const ICE_CANDIDATE =
@@ -611,14 +623,9 @@ async function relay(ctx) {
     lanes.push(lane);
   }
   for (const lane of lanes) lane.send();
-  await sleep(opts.warmup * 1000);
-  measuring = true;
-  const cpu = new CpuWindow(opts["server-pid"]);
-  const start = performance.now();
-  await sleep(opts.duration * 1000);
-  measuring = false;
-  const seconds = (performance.now() - start) / 1000;
-  const usage = cpu.finish();
+  const { seconds, usage } = await measuredWindow(opts, (on) => {
+    measuring = on;
+  });
   stopped = true;
   return {
     pairs,
@@ -692,14 +699,9 @@ async function churn(ctx) {
       if (measuring) cycles++;
     }
   });
-  await sleep(opts.warmup * 1000);
-  measuring = true;
-  const cpu = new CpuWindow(opts["server-pid"]);
-  const start = performance.now();
-  await sleep(opts.duration * 1000);
-  measuring = false;
-  const seconds = (performance.now() - start) / 1000;
-  const usage = cpu.finish();
+  const { seconds, usage } = await measuredWindow(opts, (on) => {
+    measuring = on;
+  });
   stopped = true;
   await Promise.all(loops);
   return {
@@ -745,14 +747,9 @@ async function connchurn(ctx) {
       }),
     );
   }
-  await sleep(opts.warmup * 1000);
-  measuring = true;
-  const cpu = new CpuWindow(opts["server-pid"]);
-  const start = performance.now();
-  await sleep(opts.duration * 1000);
-  measuring = false;
-  const seconds = (performance.now() - start) / 1000;
-  const usage = cpu.finish();
+  const { seconds, usage } = await measuredWindow(opts, (on) => {
+    measuring = on;
+  });
   stopped = true;
   await Promise.all(lanes);
   if (laneError) throw laneError;

@@ -16,7 +16,6 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import StringTransport
 
 from jsongle.engineio.wsframes import (
     NEED_MORE,
@@ -34,6 +33,7 @@ from tests.support.wsframe import (
     PING,
     PONG,
     TEXT,
+    ServerTransport,
     close_frame,
     frame,
     handshake_request,
@@ -59,13 +59,6 @@ class Recorder(FastFrameProtocol):
         super().onMessage(payload, isBinary)
 
 
-class _Transport(StringTransport):
-    """A real TCP transport lets Autobahn unregister a producer it never set."""
-
-    def unregisterProducer(self) -> None:
-        self.producer = None
-
-
 class Connection:
     """An open WebSocket on a StringTransport."""
 
@@ -76,7 +69,7 @@ class Connection:
         factory.setProtocolOptions(**{**protocol_options(limit), "closeHandshakeTimeout": 0})
         peer = IPv4Address("TCP", "127.0.0.1", 40000)
         self.protocol: Recorder = factory.buildProtocol(peer)
-        self.transport = _Transport(peerAddress=peer)
+        self.transport = ServerTransport(peerAddress=peer)
         self.protocol.makeConnection(self.transport)
         self.protocol.dataReceived(handshake_request())
         head, _, rest = self.transport.value().partition(b"\r\n\r\n")
@@ -330,20 +323,20 @@ class Reference(WebSocketServerProtocol):
         self.messages.append(payload if isBinary else payload.decode("utf-8"))
 
 
-def _open(protocol_class: type, limit: int) -> tuple[WebSocketServerProtocol, _Transport]:
+def _open(protocol_class: type, limit: int) -> tuple[WebSocketServerProtocol, ServerTransport]:
     factory = WebSocketServerFactory()
     factory.protocol = protocol_class
     factory.setProtocolOptions(**{**protocol_options(limit), "closeHandshakeTimeout": 0})
     peer = IPv4Address("TCP", "127.0.0.1", 40000)
     protocol = factory.buildProtocol(peer)
-    transport = _Transport(peerAddress=peer)
+    transport = ServerTransport(peerAddress=peer)
     protocol.makeConnection(transport)
     protocol.dataReceived(handshake_request())
     transport.clear()
     return protocol, transport
 
 
-def _answers(transport: _Transport) -> list[tuple[int, bytes | int | None]]:
+def _answers(transport: ServerTransport) -> list[tuple[int, bytes | int | None]]:
     """What the server wrote: opcodes, with the code for Close (reasons differ)."""
     frames, _ = parse_server_frames(transport.value())
     return [(f.opcode, f.close_code if f.opcode == CLOSE else f.payload) for f in frames]

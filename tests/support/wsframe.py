@@ -13,6 +13,8 @@ import struct
 import time
 from typing import NamedTuple, Optional
 
+from twisted.internet.testing import StringTransport
+
 TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 MASK = b"\x37\xfa\x21\x3d"
 
@@ -85,6 +87,14 @@ def parse_server_frames(data: bytes) -> tuple[list[Frame], bytes]:
         frames.append(Frame(bool(first & 0x80), first & 0x0F, payload))
         offset += head + size
     return frames, data[offset:]
+
+
+class ServerTransport(StringTransport):
+    """A server connection in memory: like a real TCP transport, it lets Autobahn
+    unregister a producer it never set."""
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
 
 
 def handshake_request(path: str = "/", host: str = "127.0.0.1") -> bytes:

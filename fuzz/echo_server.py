@@ -1,8 +1,9 @@
 """A WebSocket echo endpoint on jsongle's own WebSocket stack, for fuzzing.
 
 It serves the frame layer the daemon uses (same protocol base class, same
-factory options, behind a Twisted Web ``Site`` as in production) and echoes
-every message back, so the Autobahn test suite can judge the framing alone.
+factory options, the same opening handshake behind a Twisted Web ``Site``, as
+in production) and echoes every message back, so the Autobahn test suite can
+judge the framing alone.
 Prints ``echo listening on <host>:<port>`` once it accepts connections.
 """
 
@@ -12,12 +13,13 @@ import argparse
 import sys
 from typing import Any
 
-from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.internet import reactor
-from twisted.web.server import Site
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from jsongle.engineio.wsframes import FastFrameProtocol, Message, WriteBatch, protocol_options
+from jsongle.engineio.wshandshake import HandshakeRefused, check_opening_handshake, hand_over
 
 
 class EchoProtocol(FastFrameProtocol):
@@ -30,12 +32,35 @@ class EchoProtocol(FastFrameProtocol):
             self.send_messages([(message.encode("utf-8"), False)])
 
 
+class EchoResource(Resource):
+    """Answers the opening handshake as the daemon's resource does, for every path."""
+
+    isLeaf = True
+
+    def __init__(self, factory: WebSocketServerFactory) -> None:
+        super().__init__()
+        self.factory = factory
+
+    def render(self, request: Request) -> object:
+        try:
+            accept = check_opening_handshake(request)
+        except HandshakeRefused as refused:
+            request.setResponseCode(refused.status)
+            for name, value in refused.headers:
+                request.setHeader(name, value)
+            return refused.reason.encode("utf-8")
+        protocol = self.factory.buildProtocol(request.getClientAddress())
+        hand_over(request, protocol)
+        protocol.open_upgraded(accept)
+        return NOT_DONE_YET
+
+
 def echo_site(max_payload: int, clock: Any) -> Site:
     factory = WebSocketServerFactory()
     factory.protocol = EchoProtocol
     factory.write_batch = WriteBatch(clock)
     factory.setProtocolOptions(**protocol_options(max_payload))
-    site = Site(WebSocketResource(factory))
+    site = Site(EchoResource(factory))
     site.noisy = False
     return site
 

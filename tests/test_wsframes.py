@@ -3,7 +3,9 @@
 A frame the fast path takes never reaches Autobahn's ``onMessage``; every other
 kind (control frames, fragments, reserved bits and opcodes, unmasked frames,
 64-bit or non-minimal lengths, oversized frames) must be handed over with the
-bytes after it, so Autobahn answers exactly as RFC 6455 asks.
+bytes after it, so Autobahn answers exactly as RFC 6455 asks. Our protocols
+are opened as the daemon opens them (``open_upgraded``); the reference is
+Autobahn alone, opened by its own handshake.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from jsongle.engineio.wsframes import (
     protocol_options,
     unmask,
 )
+from jsongle.engineio.wshandshake import accept_key
 from tests.support.wsframe import (
     BINARY,
     CLOSE,
@@ -60,22 +63,11 @@ class Recorder(FastFrameProtocol):
 
 
 class Connection:
-    """An open WebSocket on a StringTransport."""
+    """An open WebSocket on a StringTransport, opened as the daemon opens one."""
 
     def __init__(self, limit: int = LIMIT) -> None:
-        factory = WebSocketServerFactory()
-        factory.protocol = Recorder
-        # No close-handshake timer: these tests answer (or not) by hand.
-        factory.setProtocolOptions(**{**protocol_options(limit), "closeHandshakeTimeout": 0})
-        peer = IPv4Address("TCP", "127.0.0.1", 40000)
-        self.protocol: Recorder = factory.buildProtocol(peer)
-        self.transport = ServerTransport(peerAddress=peer)
-        self.protocol.makeConnection(self.transport)
-        self.protocol.dataReceived(handshake_request())
-        head, _, rest = self.transport.value().partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101"), head
-        assert rest == b""
-        self.transport.clear()
+        protocol, self.transport = _open(Recorder, limit)
+        self.protocol: Recorder = protocol
 
     def feed(self, *chunks: bytes) -> None:
         for chunk in chunks:
@@ -324,14 +316,23 @@ class Reference(WebSocketServerProtocol):
 
 
 def _open(protocol_class: type, limit: int) -> tuple[WebSocketServerProtocol, ServerTransport]:
+    """An open WebSocket: ours opened from an answered upgrade, Autobahn's alone by its own handshake."""
     factory = WebSocketServerFactory()
     factory.protocol = protocol_class
+    # No close-handshake timer: these tests answer (or not) by hand.
     factory.setProtocolOptions(**{**protocol_options(limit), "closeHandshakeTimeout": 0})
     peer = IPv4Address("TCP", "127.0.0.1", 40000)
     protocol = factory.buildProtocol(peer)
     transport = ServerTransport(peerAddress=peer)
     protocol.makeConnection(transport)
-    protocol.dataReceived(handshake_request())
+    if isinstance(protocol, FastFrameProtocol):
+        protocol.open_upgraded(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="))
+    else:
+        protocol.dataReceived(handshake_request())
+    head, _, rest = transport.value().partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    assert rest == b""
+    assert protocol.state == WebSocketProtocol.STATE_OPEN
     transport.clear()
     return protocol, transport
 

@@ -55,13 +55,9 @@ class OutgoingBudget:
 def watch_transport(transport: Any, limit: int, on_exceeded: Callable[[], None]) -> OutgoingBudget:
     """Register an :class:`OutgoingBudget` as ``transport``'s producer.
 
-    A WebSocket taken over from twisted.web still has the HTTP channel as its
-    producer; that channel is done with the connection, so it is replaced.
+    A WebSocket taken over from twisted.web gets its connection without a
+    producer: the hand-over unregisters the HTTP channel.
     """
     budget = OutgoingBudget(limit, on_exceeded)
-    try:
-        transport.registerProducer(budget, True)
-    except RuntimeError:  # "producer ... was never unregistered"
-        transport.unregisterProducer()
-        transport.registerProducer(budget, True)
+    transport.registerProducer(budget, True)
     return budget

@@ -9,15 +9,15 @@ from __future__ import annotations
 import json
 from typing import Iterable, Optional
 
-from autobahn.twisted.resource import WebSocketResource
 from twisted.logger import Logger
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from jsongle.engineio import packet as eio
 from jsongle.engineio.polling import PollingTransport
 from jsongle.engineio.server import EngineServer
-from jsongle.engineio.websocket import EngineWebSocketFactory, origin_allowed
+from jsongle.engineio.websocket import EngineWebSocketFactory
+from jsongle.engineio.wshandshake import HandshakeRefused, check_opening_handshake, hand_over
 
 # Engine.IO's error codes for rejected HTTP requests.
 UNKNOWN_TRANSPORT = (0, "Transport unknown")
@@ -26,6 +26,13 @@ BAD_HANDSHAKE_METHOD = (2, "Bad handshake method")
 BAD_REQUEST = (3, "Bad request")
 FORBIDDEN = (4, "Forbidden")
 UNSUPPORTED_PROTOCOL_VERSION = (5, "Unsupported protocol version")
+
+
+def origin_allowed(origin: Optional[str], allowed: tuple[str, ...]) -> bool:
+    """Browsers send Origin; other clients may not, and are let through."""
+    if not allowed or origin is None or "*" in allowed:
+        return True
+    return origin in allowed
 
 
 def _arg(request: Request, name: bytes) -> Optional[str]:
@@ -47,7 +54,7 @@ class EngineIOResource(Resource):
     def __init__(self, engine: EngineServer, ws_factory: EngineWebSocketFactory) -> None:
         super().__init__()
         self.engine = engine
-        self._websocket = WebSocketResource(ws_factory)
+        self._ws_factory = ws_factory
 
     def render(self, request: Request) -> object:
         origin_header = request.getHeader(b"origin")
@@ -70,22 +77,7 @@ class EngineIOResource(Resource):
             return self._error(request, UNSUPPORTED_PROTOCOL_VERSION)
         transport = _arg(request, b"transport")
         if transport == "websocket":
-            upgrade = (request.getHeader(b"upgrade") or b"").lower()
-            if upgrade != b"websocket":
-                return self._error(request, BAD_REQUEST)
-            sid = _arg(request, b"sid")
-            if sid is not None and self.engine.find(sid) is None:
-                return self._error(request, UNKNOWN_SID)
-            channel = request.channel
-            connection = channel.transport
-            answer = self._websocket.render(request)
-            # The WebSocket protocol owns the TCP connection now; the HTTP
-            # channel it came through (request and headers included) stays
-            # alive as the connection's producer and through its idle timer.
-            channel.setTimeout(None)
-            if getattr(connection, "producer", None) is channel:
-                connection.unregisterProducer()
-            return answer
+            return self._websocket(request)
         if transport != "polling":
             return self._error(request, UNKNOWN_TRANSPORT)
 
@@ -111,6 +103,28 @@ class EngineIOResource(Resource):
                 return self._error(request, UNKNOWN_SID)
             return self._post(request, polling)
         return self._error(request, BAD_REQUEST)
+
+    def _websocket(self, request: Request) -> object:
+        """Answer the WebSocket opening handshake and give the connection to a new protocol."""
+        try:
+            accept = check_opening_handshake(request)
+        except HandshakeRefused as refused:
+            self.log.debug("WebSocket handshake refused: {reason}", reason=refused.reason)
+            for name, value in refused.headers:
+                request.setHeader(name, value)
+            return self._error(request, BAD_REQUEST, status=refused.status)
+        probed = None
+        sid = _arg(request, b"sid")
+        if sid is not None:
+            probed = self.engine.find(sid)
+            if probed is None:
+                return self._error(request, UNKNOWN_SID)
+        websocket = self._ws_factory.buildProtocol(request.getClientAddress())
+        if probed is not None:
+            websocket.probe(probed)
+        hand_over(request, websocket)
+        websocket.open_upgraded(accept)
+        return NOT_DONE_YET
 
     def _handshake(self, request: Request) -> object:
         transport = PollingTransport()

@@ -1,8 +1,9 @@
-"""The WebSocket transport of Engine.IO v4, on Autobahn.
+"""The WebSocket transport of Engine.IO v4, on Autobahn's frame layer.
 
 A connection either opens a new session (``transport=websocket`` without a
 sid) or upgrades an existing polling session (with its sid): ``2probe`` /
-``3probe``, then ``5``.
+``3probe``, then ``5``. The opening handshake is answered by the resource
+(:mod:`jsongle.engineio.wshandshake`), which then opens the protocol.
 """
 
 from __future__ import annotations
@@ -10,9 +11,7 @@ from __future__ import annotations
 from typing import Optional
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.interfaces import IDelayedCall
-from twisted.logger import Logger
 
 from jsongle.engineio import packet as eio
 from jsongle.engineio.backpressure import OutgoingBudget, watch_transport
@@ -24,20 +23,10 @@ from jsongle.engineio.wsframes import FastFrameProtocol, Message, WriteBatch, pr
 PROBE = "probe"
 
 
-def origin_allowed(origin: Optional[str], allowed: tuple[str, ...]) -> bool:
-    """Browsers send Origin; other clients may not, and are let through."""
-    if not allowed or origin is None or "*" in allowed:
-        return True
-    return origin in allowed
-
-
 class EngineWebSocketProtocol(FastFrameProtocol):
     """One WebSocket connection carrying (or probing for) an Engine.IO session."""
 
     name = "websocket"
-    # Not ``log``: that name is Autobahn's txaio logger, which drops its many
-    # debug calls cheaply; a Twisted Logger there would emit every one.
-    _log = Logger()
 
     # Autobahn copies its options from the factory when a connection is made
     # and pretty-prints the whole list for a debug line, whatever the level:
@@ -63,30 +52,24 @@ class EngineWebSocketProtocol(FastFrameProtocol):
     def engine(self) -> EngineServer:
         return self.factory.engine
 
+    # -- admission (before the WebSocket opens) ------------------------------
+
+    def probe(self, session: EngineSession) -> None:
+        """This connection came with ``session``'s sid: it probes to take over from polling.
+
+        A session that cannot be upgraded (closed, not on polling, another
+        probe under way) gets the WebSocket opened and closed at once: what
+        Engine.IO clients expect.
+        """
+        if session.closed or session.transport.name != "polling" or session.upgrading:
+            self._reject_after_open = True
+            return
+        session.upgrading = True
+        self._probing = session
+
     # -- Autobahn callbacks ------------------------------------------------
 
-    def onConnect(self, request: ConnectionRequest) -> None:
-        engine = self.engine
-        if not origin_allowed(request.headers.get("origin"), engine.options.cors_origins):
-            raise ConnectionDeny(403, "Origin not allowed")
-        sid = (request.params.get("sid") or [None])[0]
-        if sid is not None:
-            session = engine.find(sid)
-            if (
-                session is None
-                or session.closed
-                or session.transport.name != "polling"
-                or session.upgrading
-            ):
-                # Accept, then close: what Engine.IO clients expect here.
-                self._reject_after_open = True
-                return None
-            session.upgrading = True
-            self._probing = session
-        return None
-
     def onOpen(self) -> None:
-        self._forget_handshake()
         self._budget = watch_transport(self.transport, self.engine.options.max_buffered_bytes, self._not_reading)
         if self._reject_after_open:
             self.sendClose()
@@ -122,27 +105,6 @@ class EngineWebSocketProtocol(FastFrameProtocol):
         session = self.session
         if session is not None:
             session.transport_lost(self, TRANSPORT_CLOSE)
-
-    #: What Autobahn keeps of the opening handshake (request bytes, headers,
-    #: query, response) for the life of the connection; once the WebSocket is
-    #: open nothing reads it, and every held client paid about 2 KB for it.
-    HANDSHAKE_STATE = (
-        "http_request_data",
-        "http_headers",
-        "http_request_params",
-        "http_response_data",
-        "http_status_line",
-        "http_request_uri",
-        "http_request_path",
-        "http_request_host",
-        "websocket_protocols",
-        "websocket_extensions",
-        "_wskey",
-    )
-
-    def _forget_handshake(self) -> None:
-        for name in self.HANDSHAKE_STATE:
-            setattr(self, name, None)
 
     # -- the session's transport interface ---------------------------------
 

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional, Union
 
+import txaio
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.tcp import Server as TCPServer
+from twisted.logger import Logger
 
 #: FIN set, no reserved bits, text / binary opcode: the only first bytes taken.
 TEXT_FRAME = 0x81
@@ -34,6 +36,14 @@ NOT_SIMPLE = "not simple"
 INVALID_PAYLOAD = 1007
 
 _OPEN = WebSocketProtocol.STATE_OPEN
+
+#: The answer to an opening handshake, up to the ``Sec-WebSocket-Accept`` value.
+_SWITCHING_PROTOCOLS = (
+    b"HTTP/1.1 101 Switching Protocols\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: "
+)
 
 Message = Union[str, bytes]
 
@@ -189,6 +199,9 @@ class FastFrameProtocol(WebSocketServerProtocol):
 
     # Autobahn reads tcpNoDelay before copying factory options; set it here.
     tcpNoDelay = True
+    # Not ``log``: that name is Autobahn's txaio logger, which drops its many
+    # debug calls cheaply; a Twisted Logger there would emit every one.
+    _log = Logger()
 
     #: Bytes of a simple frame not yet complete; Autobahn sits at a frame boundary.
     _pending = b""
@@ -200,6 +213,34 @@ class FastFrameProtocol(WebSocketServerProtocol):
     def _connectionMade(self) -> None:
         self._batch = getattr(self.factory, "write_batch", None)
         super()._connectionMade()
+
+    def open_upgraded(self, accept: bytes) -> None:
+        """Answer an opening handshake someone else checked, and open.
+
+        ``accept`` is the ``Sec-WebSocket-Accept`` value
+        (:mod:`jsongle.engineio.wshandshake` checks the request and computes
+        it). The protocol is left as Autobahn's ``succeedHandshake`` leaves it
+        for a server that accepts no subprotocol and no extension (we offer
+        no permessage-deflate), so its close handshake, control frames and
+        parser work as usual; Autobahn's automatic pings are not started
+        (:func:`protocol_options` turns them off).
+        """
+        self.sendData(_SWITCHING_PROTOCOLS + accept + b"\r\n\r\n")
+        self.websocket_version = 13
+        self.websocket_protocol_in_use = None
+        self.websocket_extensions_in_use = []
+        self.state = _OPEN
+        timer, self.openHandshakeTimeoutCall = self.openHandshakeTimeoutCall, None
+        if timer is not None:
+            timer.cancel()
+        self.inside_message = False
+        self.current_frame = None
+        try:
+            self._onOpen()
+        except Exception:
+            self._log.failure("opening a WebSocket failed")
+            self._fail_connection(1011, "internal error")
+        txaio.resolve(self.is_open, None)
 
     # -- for subclasses --------------------------------------------------------
 

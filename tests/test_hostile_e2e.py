@@ -116,7 +116,12 @@ class RawSocket:
             self.sock.close()
 
 
-def handshake(path: str = "/socket.io/?EIO=4&transport=websocket", **headers: Optional[str]) -> bytes:
+def handshake(
+    path: str = "/socket.io/?EIO=4&transport=websocket",
+    extra: tuple[str, ...] = (),
+    request_line: Optional[str] = None,
+    **headers: Optional[str],
+) -> bytes:
     fields = {
         "Host": "127.0.0.1",
         "Upgrade": "websocket",
@@ -125,7 +130,8 @@ def handshake(path: str = "/socket.io/?EIO=4&transport=websocket", **headers: Op
         "Sec-WebSocket-Version": "13",
     }
     fields.update(headers)
-    lines = [f"GET {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in fields.items() if v is not None]
+    lines = [request_line or f"GET {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in fields.items() if v is not None]
+    lines += extra
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
@@ -237,8 +243,7 @@ def websocket_cases(h: Hostile) -> list[Case]:
         cases.append((f"ws: close code {code}", lambda code=code: h.ws_close(frame(8, struct.pack("!H", code)), {1002, None})))
 
     def bad_handshake(statuses: set[int], **kwargs: Any) -> None:
-        path = kwargs.pop("path", "/socket.io/?EIO=4&transport=websocket")
-        raw = RawSocket(h.port, handshake(path, **kwargs))
+        raw = RawSocket(h.port, handshake(**kwargs))
         try:
             status, head = raw.http_status()
             assert status in statuses, head
@@ -254,6 +259,20 @@ def websocket_cases(h: Hostile) -> list[Case]:
         ("handshake: no EIO", lambda: bad_handshake({400}, path="/socket.io/?transport=websocket")),
         ("handshake: unknown sid", lambda: bad_handshake({400}, path="/socket.io/?EIO=4&transport=websocket&sid=nope")),
         ("handshake: sid not UTF-8", lambda: bad_handshake({400}, path="/socket.io/?EIO=4&transport=websocket&sid=%ff")),
+        ("handshake: version 8", lambda: bad_handshake({400}, **{"Sec-WebSocket-Version": "8"})),
+        ("handshake: two versions", lambda: bad_handshake({400}, extra=("Sec-WebSocket-Version: 13",))),
+        ("handshake: two keys", lambda: bad_handshake({400}, extra=("Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==",))),
+        ("handshake: key of 15 bytes", lambda: bad_handshake({400}, **{"Sec-WebSocket-Key": "AAAAAAAAAAAAAAAAAAAA"})),
+        ("handshake: key not base64", lambda: bad_handshake({400}, **{"Sec-WebSocket-Key": "AAAAAAAAAAAAAAAAAAAAA*=="})),
+        ("handshake: no Connection header", lambda: bad_handshake({400}, Connection=None)),
+        ("handshake: Connection: keep-alive", lambda: bad_handshake({400}, Connection="keep-alive")),
+        ("handshake: no Host", lambda: bad_handshake({400}, Host=None)),
+        ("handshake: two Hosts", lambda: bad_handshake({400}, extra=("Host: other.example",))),
+        ("handshake: two Origins", lambda: bad_handshake({400}, Origin="https://a.example", extra=("Origin: https://b.example",))),
+        ("handshake: Origin null", lambda: bad_handshake({400}, Origin="null")),
+        ("handshake: fragment", lambda: bad_handshake({400}, path="/socket.io/?EIO=4&transport=websocket&t=1#x")),
+        ("handshake: POST", lambda: bad_handshake({405}, request_line="POST /socket.io/?EIO=4&transport=websocket HTTP/1.1")),
+        ("handshake: HTTP/1.0", lambda: bad_handshake({400}, request_line="GET /socket.io/?EIO=4&transport=websocket HTTP/1.0")),
     ]
     return cases
 

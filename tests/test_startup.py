@@ -71,4 +71,10 @@ def test_https_serves_socketio_over_tls(tmp_path, daemon_factory, puppet):
     assert puppet.next("a", "upgrade")["transport"] == "websocket"
     hello = puppet.next_jsongle("a", where=lambda m: m["jsongle"].get("query") == "session-hello")
     assert hello["to"] == connected["id"]
+    # WebSocket only: wss straight away.
+    puppet.connect("b", url, auth={"appToken": TOKEN}, rejectUnauthorized=False, transports=["websocket"])
+    connected = puppet.next("b", "connect")
+    assert connected["transport"] == "websocket"
+    hello = puppet.next_jsongle("b", where=lambda m: m["jsongle"].get("query") == "session-hello")
+    assert hello["to"] == connected["id"]
     assert "useHTTPS=false" not in daemon.output()

@@ -18,6 +18,9 @@ from typing import Any, Callable
 
 import pytest
 
+from tests.support.wsframe import RawClient as WebSocketClient
+from tests.support.wsframe import frame
+
 TOKEN = "test-token"  # the harness's default appToken
 SERVER_ID = "jsongle-server"
 # Fast heartbeats, so "three pings" takes about a second.
@@ -379,3 +382,32 @@ def test_binary_attachment_over_polling(daemon_factory, puppet):
     assert error["jsongle"]["description"]["errorCode"] == 400002
     puppet_join(puppet, "a", a, "room-a")
     no_line(puppet, "a", "disconnect")
+
+
+def test_a_polling_session_is_upgraded_by_one_websocket_only(daemon_factory):
+    """The upgrade by hand: a WebSocket with the session's sid probes and takes
+    it over; one arriving while a probe is under way, or after the upgrade, is
+    opened and closed at once (what Engine.IO clients expect)."""
+    daemon = daemon_factory()
+    with urllib.request.urlopen(f"{daemon.ws_url}/socket.io/?EIO=4&transport=polling", timeout=10) as answer:
+        sid = json.loads(answer.read().decode("utf-8")[1:])["sid"]
+    path = f"/socket.io/?EIO=4&transport=websocket&sid={sid}"
+    probe = WebSocketClient(daemon.ws_port, path)
+    clients = [probe]
+    try:
+        during = WebSocketClient(daemon.ws_port, path)
+        clients.append(during)
+        during.next_close()
+        probe.send(frame("2probe"))
+        assert probe.next_frame().payload == b"3probe"
+        probe.send(frame("5"))
+        after = WebSocketClient(daemon.ws_port, path)
+        clients.append(after)
+        after.next_close()
+        # The session now lives on the probe's WebSocket.
+        probe.send(frame("40" + json.dumps({"appToken": TOKEN})))
+        assert probe.next_frame().payload.startswith(b'40{"sid":')
+        assert probe.next_frame().payload.startswith(b'42["jsongle",')
+    finally:
+        for client in clients:
+            client.close()

@@ -14,7 +14,7 @@ Autobahn would refuse; it only skips the work that does not serve.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union
 
 import txaio
 from autobahn.twisted.websocket import WebSocketServerProtocol
@@ -48,13 +48,30 @@ _SWITCHING_PROTOCOLS = (
 Message = Union[str, bytes]
 
 
-def unmask(mask: bytes, payload: bytes) -> bytes:
-    """XOR ``payload`` with the 4-byte client ``mask`` (as one big integer: fast in C)."""
+def _unmask_with_integers(mask: bytes, payload: bytes) -> bytes:
+    """XOR ``payload`` with the 4-byte client ``mask`` (as one big integer: C speed, no loop)."""
     size = len(payload)
     if not size:
         return b""
     key = (mask * ((size >> 2) + 1))[:size]
     return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(size, "little")
+
+
+def _unmask_with_speedups() -> Optional[Callable[[bytes, bytes], bytes]]:
+    """The ``websockets`` package's C masking, ten to fifty times faster, if installed."""
+    try:
+        from websockets.speedups import apply_mask
+    except ImportError:  # pragma: no cover - a build without its C extension
+        return None
+
+    def unmask(mask: bytes, payload: bytes) -> bytes:
+        return apply_mask(payload, mask)
+
+    return unmask
+
+
+#: ``unmask(mask, payload)``: every client frame's payload goes through it once.
+unmask: Callable[[bytes, bytes], bytes] = _unmask_with_speedups() or _unmask_with_integers
 
 
 def next_frame(data: bytes, offset: int, limit: int) -> tuple[Union[bool, str], bytes, int]:

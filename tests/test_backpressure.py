@@ -91,6 +91,16 @@ def test_polling_client_that_fetches_is_not_dropped():
     assert not session.closed and listener.reasons == []
 
 
+def test_polling_text_sent_as_utf8_is_queued_as_text_and_counted():
+    _, _, transport, listener = polling_session(10_000)
+    session = transport.session
+    session.send_text("é".encode() * 10)
+    assert transport.take_queue() == [Packet(eio.MESSAGE, "é" * 10)]
+    for _ in range(11):
+        session.send_text(b"x" * 1000)
+    assert session.closed and listener.reasons == [TRANSPORT_ERROR]
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -44,6 +44,9 @@ class FakeTransport:
     def send(self, packets: list[Packet]) -> None:
         self.frames.extend(packets)
 
+    def send_text(self, message: bytes) -> None:
+        self.frames.append(Packet(eio.MESSAGE, message.decode("utf-8")))
+
     def close(self, notify: bool = True) -> None:
         self.closed = True
 

@@ -39,7 +39,7 @@ class SizedConnection(FakeConnection):
         super().emit(event, *args, callback=callback)
         return 1000
 
-    def emit_json(self, event: str, json_arg: str) -> int:
+    def emit_json(self, event: str, json_arg: bytes) -> int:
         super().emit_json(event, json_arg)
         return 1000
 
@@ -63,6 +63,10 @@ class FakeSession:
     def send_many(self, items: list[Any]) -> None:
         if not self.closed:
             self.sent.extend(items)
+
+    def send_text(self, message: bytes) -> None:
+        if not self.closed:
+            self.sent.append(message.decode("utf-8"))
 
     def close(self, reason: str = "forced close") -> None:
         if not self.closed:

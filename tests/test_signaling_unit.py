@@ -46,7 +46,7 @@ class FakeConnection:
         assert event == "jsongle" and len(args) == 1 and callback is None
         self.sent.append(args[0])
 
-    def emit_json(self, event: str, json_arg: str) -> int:
+    def emit_json(self, event: str, json_arg: bytes) -> int:
         assert event == "jsongle"
         self.sent.append(json.loads(json_arg))
         return len(json_arg)
@@ -413,3 +413,17 @@ def test_copies_for_other_nodes_go_through_the_bus() -> None:
     bus.deliver(alice.sid, {"hello": "from there"})
     bus.deliver("sid-gone", {"hello": "nobody"})
     assert alice.take() == [{"hello": "from there"}]
+
+
+# -- what orjson cannot encode is still relayed ------------------------------
+
+
+def test_text_without_utf8_form_and_huge_integers_are_relayed_intact():
+    """A lone surrogate (valid in JSON, not in UTF-8) and a 70-bit integer come out as they went in."""
+    server = Server()
+    alice, bob = pair(server)
+    description = {"content": "half \ud800 a pair, é", "count": 2**70}
+    server.send(alice, "r1", {"action": "session-text", "namespace": "room", "description": description})
+    (relayed,) = bob.take()
+    assert {key: relayed["jsongle"]["description"][key] for key in description} == description
+    assert relayed["to"] == bob.sid and relayed["from"] == "r1"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -249,9 +251,9 @@ def test_decode_of_near_valid_packets(head, data):
 
 def test_json_event_encoded_by_the_caller():
     """An argument already JSON-encoded is framed as is, and decodes like emit's."""
-    wire = sio.encode_json_event("jsongle", '{"to":"a","x":[1]}', "/ns")
-    assert wire == '2/ns,["jsongle",{"to":"a","x":[1]}]'
-    assert sio.decode(wire) == sio.decode(sio.encode(Packet(sio.EVENT, "/ns", ["jsongle", {"to": "a", "x": [1]}]))[0])
+    wire = sio.encode_json_event("jsongle", '{"to":"a","x":["é"]}'.encode(), "/ns")
+    assert wire == '2/ns,["jsongle",{"to":"a","x":["é"]}]'.encode()
+    assert sio.decode(wire.decode()) == sio.decode(sio.encode(Packet(sio.EVENT, "/ns", ["jsongle", {"to": "a", "x": ["é"]}]))[0])
 
 
 # -- the JSON codec --------------------------------------------------------
@@ -270,6 +272,15 @@ def test_dumps_falls_back_for_what_orjson_refuses():
     assert dumps({1: "x"}) == '{"1":"x"}'
     with pytest.raises(TypeError):
         dumps(["x", b"\x00"])  # binary goes the attachment way
+
+
+def test_dumps_bytes_is_always_utf8_even_for_lone_surrogates():
+    from jsongle.socketio.packet import dumps_bytes
+
+    assert dumps_bytes({"é": "ü"}) == '{"é":"ü"}'.encode()
+    # No UTF-8 holds a lone surrogate: escaped, as JSON.stringify does.
+    assert dumps_bytes(["\ud800", "é", 2**70]) == b'["\\ud800","\\u00e9",1180591620717411303424]'
+    assert json.loads(dumps_bytes(["\ud800", "é"])) == ["\ud800", "é"]
 
 
 def test_loads_falls_back_for_what_orjson_refuses():

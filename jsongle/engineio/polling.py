@@ -50,6 +50,9 @@ class PollingTransport:
         if session is not None and not self._closing and self._queued_bytes > session.server.options.max_buffered_bytes:
             self._not_polling()
 
+    def send_text(self, message: bytes) -> None:
+        self.send([Packet(eio.MESSAGE, message.decode("utf-8"))])
+
     def _not_polling(self) -> None:
         """More than maxBufferedBytes wait for the next GET: end the session, free the queue."""
         self.log.info("dropping {sid}: the client does not fetch what is sent to it", sid=self._sid())

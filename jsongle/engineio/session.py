@@ -27,6 +27,9 @@ class Transport(Protocol):
 
     def send(self, packets: list[Packet]) -> None: ...
 
+    def send_text(self, message: bytes) -> None:
+        """One text MESSAGE whose data is already UTF-8 (see :meth:`EngineSession.send_text`)."""
+
     def close(self, notify: bool = True) -> None: ...
 
 
@@ -154,6 +157,15 @@ class EngineSession:
         if not self.closed:
             self.transport.send([Packet(eio.MESSAGE, data)])
 
+    def send_text(self, message: bytes) -> None:
+        """Send one text MESSAGE the layer above encoded to UTF-8 itself.
+
+        What is relayed is encoded once for all its recipients, straight to
+        UTF-8 bytes; they go to the wire without a round trip through ``str``.
+        """
+        if not self.closed:
+            self.transport.send_text(message)
+
     def send_many(self, items: list[eio.Data]) -> None:
         """Send several MESSAGEs at once (one polling response, fewer writes)."""
         if not self.closed and items:
@@ -163,9 +175,7 @@ class EngineSession:
         """Handle one packet from the current transport."""
         kind = received.type
         if kind == eio.MESSAGE:
-            listener = self.listener
-            if listener is not None:
-                listener.on_message(received.data)
+            self.receive_message(received.data)
         elif kind == eio.PONG:
             self._pong()
         elif kind == eio.CLOSE:
@@ -181,6 +191,12 @@ class EngineSession:
         else:  # OPEN or UPGRADE on an open session
             self.log.info("session {sid}: unexpected packet {type!r}", sid=self.sid, type=kind)
             self.close(PARSE_ERROR)
+
+    def receive_message(self, data: eio.Data) -> None:
+        """Handle the data of one MESSAGE (what nearly every packet is)."""
+        listener = self.listener
+        if listener is not None:
+            listener.on_message(data)
 
     def upgrade(self, transport: Transport, pending: list[Packet]) -> None:
         """Move the session onto ``transport`` and deliver what was waiting."""

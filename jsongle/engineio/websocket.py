@@ -21,6 +21,7 @@ from jsongle.engineio.session import PARSE_ERROR, TRANSPORT_CLOSE, TRANSPORT_ERR
 from jsongle.engineio.wsframes import FastFrameProtocol, Message, WriteBatch, protocol_options
 
 PROBE = "probe"
+_MESSAGE = eio.MESSAGE.encode("ascii")
 
 
 class EngineWebSocketProtocol(FastFrameProtocol):
@@ -85,8 +86,11 @@ class EngineWebSocketProtocol(FastFrameProtocol):
 
     def message_received(self, message: Message) -> None:
         try:
-            received = eio.decode(message)
             session = self.session
+            if session is not None and message[:1] == eio.MESSAGE and type(message) is str:
+                session.receive_message(message[1:])  # the common case, without a Packet
+                return
+            received = eio.decode(message)
             if session is not None:
                 session.receive(received)
             elif self._probing is not None:
@@ -113,6 +117,9 @@ class EngineWebSocketProtocol(FastFrameProtocol):
             (data, True) if isinstance(data, bytes) else ((kind + data).encode("utf-8"), False)
             for kind, data in packets
         )
+
+    def send_text(self, message: bytes) -> None:
+        self.send_frame(_MESSAGE + message)
 
     def close(self, notify: bool = True) -> None:
         self.sendClose(1000)

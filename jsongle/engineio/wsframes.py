@@ -286,6 +286,11 @@ class FastFrameProtocol(WebSocketServerProtocol):
         if parts:
             self.sendData(b"".join(parts))
 
+    def send_frame(self, payload: bytes, is_binary: bool = False) -> None:
+        """Send one message (what :meth:`send_messages` does, for the common case of one)."""
+        if self.state == _OPEN:
+            self.sendData(frame_header(len(payload), is_binary) + payload)
+
     # -- receiving -------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:

@@ -32,7 +32,7 @@ from jsongle.signaling.handlers import HandlerSet
 from jsongle.signaling.member import Member
 from jsongle.signaling.ratelimit import FailedAttempts, FloodGuard, RatePolicy, Verdict
 from jsongle.signaling.rooms import LeaveResult, Room, RoomMember
-from jsongle.socketio.packet import dumps
+from jsongle.socketio.packet import dumps_bytes
 from jsongle.socketio.server import ConnectRefused, Connection
 
 EVENT_NAME = "jsongle"
@@ -276,9 +276,9 @@ class SignalingApplication:
         """
         copy = {key: value for key, value in message.items() if key != "to"}
         copy["from"] = origin
-        rest: Optional[str] = None
+        rest: Optional[bytes] = None
         try:
-            rest = dumps(copy)[1:]
+            rest = dumps_bytes(copy)[1:]
         except TypeError:  # binary attachments: the Socket.IO encoder handles them
             pass
         metrics = self.metrics
@@ -287,7 +287,7 @@ class SignalingApplication:
             connection = connections.get(target.connection_id)
             if connection is not None and rest is not None:
                 # Connection ids are URL-safe tokens: nothing to escape.
-                metrics.sent_bytes += connection.emit_json(EVENT_NAME, '{"to":"' + target.connection_id + '",' + rest) or 0
+                metrics.sent_bytes += connection.emit_json(EVENT_NAME, b'{"to":"' + target.connection_id.encode("ascii") + b'",' + rest)
             else:
                 self.send_to(target, dict(copy, to=target.connection_id))
 

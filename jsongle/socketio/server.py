@@ -93,16 +93,18 @@ class Connection:
         self._send_items(items)
         return encoded_size(items)
 
-    def emit_json(self, event: str, json_arg: str) -> int:
-        """Send an event whose one argument is JSON text the caller encoded.
+    def emit_json(self, event: str, json_arg: bytes) -> int:
+        """Send an event whose one argument is UTF-8 JSON the caller encoded.
 
         For sending one body to many clients without encoding it for each;
         returns the encoded size in bytes, like :meth:`emit`.
         """
-        text = sio.encode_json_event(event, json_arg, self.namespace)
-        items = [text]
-        self._send_items(items)
-        return encoded_size(items)
+        message = sio.encode_json_event(event, json_arg, self.namespace)
+        if self._pending is not None:
+            self._pending.append([message.decode("utf-8")])  # delivered after the CONNECT reply
+        else:
+            self.client.session.send_text(message)
+        return len(message)
 
     def disconnect(self, close: bool = False) -> None:
         """Disconnect this client from the namespace (and the server if ``close``)."""

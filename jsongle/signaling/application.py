@@ -274,7 +274,8 @@ class SignalingApplication:
         The copies differ only in ``to``, so for the members connected here
         the rest is encoded once.
         """
-        copy = {key: value for key, value in message.items() if key != "to"}
+        copy = dict(message)
+        copy.pop("to", None)
         copy["from"] = origin
         rest: Optional[bytes] = None
         try:

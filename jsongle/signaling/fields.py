@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, NamedTuple, Optional
 
+_ABSENT = object()
+
 #: Optional envelope fields: absent is fine, present must be a short string.
 ENVELOPE_IDS = ("id", "to")
 #: Optional fields of ``jsongle``, same rule.
@@ -43,8 +45,10 @@ def message_problem(message: Mapping[str, Any], limits: FieldLimits) -> Optional
     limit = limits.max_id_length
     for source, names in ((message, ENVELOPE_IDS), (message["jsongle"], JSONGLE_IDS)):
         for name in names:
-            if name in source:
-                problem = string_problem(source[name], limit)
-                if problem is not None:
-                    return invalid(name, problem)
+            value = source.get(name, _ABSENT)
+            if value is _ABSENT or (value.__class__ is str and 0 < len(value) <= limit):
+                continue  # absent, or what every client sends
+            problem = string_problem(value, limit)
+            if problem is not None:
+                return invalid(name, problem)
     return None

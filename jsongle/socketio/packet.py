@@ -175,15 +175,29 @@ def encode_event(args: list[Any], namespace: str = "/", ack_id: Optional[int] = 
     return encode(Packet(EVENT, namespace, args, ack_id))
 
 
+def is_plain_event(text: str) -> bool:
+    """True for the common case: an EVENT on "/" without an ack id or attachments."""
+    return text[:2] == "2["
+
+
+def plain_event_args(text: str) -> list[Any]:
+    """The arguments (event name first) of a :func:`is_plain_event` packet."""
+    try:
+        data = loads(text[1:])
+    except (ValueError, RecursionError) as exc:
+        raise PacketError("bad JSON") from exc
+    if data.__class__ is not list or not data:
+        raise PacketError("EVENT payload must be a non-empty array")
+    name = data[0]
+    if name.__class__ is not str and (not isinstance(name, int) or isinstance(name, bool)):
+        raise PacketError("EVENT payload must be a non-empty array")
+    return data
+
+
 def decode(text: str) -> Packet:
     """Decode the text part of a packet; binary parts come via :class:`Reassembler`."""
-    if text[:2] == "2[":  # the common case: an EVENT on "/" without an ack id
-        try:
-            data = loads(text[1:])
-        except (ValueError, RecursionError) as exc:
-            raise PacketError("bad JSON") from exc
-        _check(EVENT, data, None)
-        return Packet(EVENT, "/", data)
+    if is_plain_event(text):
+        return Packet(EVENT, "/", plain_event_args(text))
     if not text or text[0] not in "0123456":
         raise PacketError("unknown packet type")
     kind = int(text[0])
@@ -261,6 +275,11 @@ class Reassembler:
     def __init__(self) -> None:
         self._packet: Optional[Packet] = None
         self._buffers: list[bytes] = []
+
+    @property
+    def idle(self) -> bool:
+        """No binary packet is waiting for its attachments."""
+        return self._packet is None
 
     def feed(self, message: Union[str, bytes]) -> Optional[Packet]:
         """Feed one Engine.IO message; return a complete packet or None."""

@@ -160,6 +160,15 @@ class SocketIOClient:
     # -- Engine.IO listener ------------------------------------------------
 
     def on_message(self, data: Any) -> None:
+        if data.__class__ is str and sio.is_plain_event(data) and self._reassembler.idle:
+            # Nearly every packet: straight to the application, no Packet built.
+            try:
+                args = sio.plain_event_args(data)
+            except sio.PacketError as exc:
+                self._bad_packet(exc)
+                return
+            self._event(self.connections.get("/"), args, None, len(data) if data.isascii() else len(data.encode("utf-8")))
+            return
         if isinstance(data, str):
             self._received += len(data) if data.isascii() else len(data.encode("utf-8"))
         else:
@@ -167,12 +176,15 @@ class SocketIOClient:
         try:
             packet = self._reassembler.feed(data)
         except sio.PacketError as exc:
-            self.log.info("closing {sid}: bad Socket.IO packet ({why})", sid=self.session.sid, why=exc)
-            self.session.close(PARSE_ERROR)
+            self._bad_packet(exc)
             return
         if packet is not None:
             size, self._received = self._received, 0
             self._dispatch(packet, size)
+
+    def _bad_packet(self, why: Exception) -> None:
+        self.log.info("closing {sid}: bad Socket.IO packet ({why})", sid=self.session.sid, why=why)
+        self.session.close(PARSE_ERROR)
 
     def on_close(self, reason: str) -> None:
         self._cancel_connect_timer()
@@ -186,12 +198,7 @@ class SocketIOClient:
     def _dispatch(self, packet: Packet, size: int = 0) -> None:
         kind = packet.type
         if kind == sio.EVENT or kind == sio.BINARY_EVENT:
-            connection = self.connections.get(packet.namespace)
-            if connection is None or not connection.accepted:
-                return
-            connection.last_size = size
-            ack = connection._ack_callback(packet.id) if packet.id is not None else None
-            self.server.call(connection, "event", packet.data[0], packet.data[1:], ack)
+            self._event(self.connections.get(packet.namespace), packet.data, packet.id, size)
         elif kind == sio.ACK or kind == sio.BINARY_ACK:
             connection = self.connections.get(packet.namespace)
             callback = connection._acks.pop(packet.id, None) if connection else None  # type: ignore[arg-type]
@@ -208,6 +215,13 @@ class SocketIOClient:
                 self.detach(connection, CLIENT_DISCONNECT)
         else:  # CONNECT_ERROR comes only from servers
             self.session.close(PARSE_ERROR)
+
+    def _event(self, connection: Optional[Connection], args: list[Any], ack_id: Optional[int], size: int) -> None:
+        if connection is None or not connection.accepted:
+            return
+        connection.last_size = size
+        ack = connection._ack_callback(ack_id) if ack_id is not None else None
+        self.server.call(connection, "event", args[0], args[1:], ack)
 
     def _connect(self, namespace: str, auth: Optional[dict[str, Any]]) -> None:
         application = self.server.namespaces.get(namespace)

@@ -290,3 +290,22 @@ def test_loads_falls_back_for_what_orjson_refuses():
     assert loads("[1]") == [1]
     with pytest.raises(ValueError):
         loads("[1,")
+
+
+@pytest.mark.parametrize(
+    "kind, namespace, data, ack_id",
+    [
+        (sio.EVENT, "/", ["jsongle", {"é": [1, None]}], None),
+        (sio.EVENT, "/", ["jsongle", {}], 7),
+        (sio.EVENT, "/ns", ["x"], None),
+        (sio.ACK, "/ns", [{"ok": True}], 12),
+        (sio.ACK, "/", [], 0),
+    ],
+)
+def test_encode_plain_is_encode_as_utf8(kind, namespace, data, ack_id):
+    assert sio.encode_plain(kind, namespace, data, ack_id) == sio.encode(Packet(kind, namespace, data, ack_id))[0].encode()
+
+
+def test_encode_plain_leaves_binary_to_encode():
+    with pytest.raises(TypeError):
+        sio.encode_plain(sio.EVENT, "/", ["file", b"\x00"])

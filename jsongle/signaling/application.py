@@ -385,7 +385,9 @@ class SignalingApplication:
         except Exception:
             self._query_failed(Failure(), request)
             return
-        if isinstance(result, (Deferred, Failure)) or iscoroutine(result):
+        if isinstance(result, Deferred):  # what the room registry answers
+            result.addCallbacks(self._iq_result, self._query_failed, callbackArgs=(request,), errbackArgs=(request,))
+        elif isinstance(result, Failure) or iscoroutine(result):
             maybeDeferred(lambda: result).addCallbacks(
                 self._iq_result, self._query_failed, callbackArgs=(request,), errbackArgs=(request,)
             )

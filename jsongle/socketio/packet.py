@@ -127,6 +127,20 @@ def _head(kind: int, namespace: str, ack_id: Optional[int]) -> str:
     return head
 
 
+def encode_plain(kind: int, namespace: str, data: Any, ack_id: Optional[int] = None) -> bytes:
+    """An EVENT or ACK whose data is plain JSON, as the UTF-8 of its one message.
+
+    Raises ``TypeError`` when ``data`` holds bytes: those need :func:`encode`.
+    """
+    body = dumps_bytes(data)
+    if namespace == "/" and ack_id is None:
+        return _KIND_BYTES[kind] + body
+    return _head(kind, namespace, ack_id).encode("utf-8") + body
+
+
+_KIND_BYTES = {kind: str(kind).encode("ascii") for kind in (EVENT, ACK)}
+
+
 def encode(packet: Packet) -> list[Union[str, bytes]]:
     """Encode a packet into Engine.IO messages: one text, then any binaries."""
     kind = packet.type

@@ -89,9 +89,14 @@ class Connection:
             ack_id = self._next_ack
             self._next_ack += 1
             self._acks[ack_id] = callback
-        items = sio.encode(Packet(sio.EVENT, self.namespace, [event, *args], ack_id))
-        self._send_items(items)
-        return encoded_size(items)
+        try:
+            message = sio.encode_plain(sio.EVENT, self.namespace, [event, *args], ack_id)
+        except TypeError:  # binary attachments
+            items = sio.encode(Packet(sio.EVENT, self.namespace, [event, *args], ack_id))
+            self._send_items(items)
+            return encoded_size(items)
+        self._send_text(message)
+        return len(message)
 
     def emit_json(self, event: str, json_arg: bytes) -> int:
         """Send an event whose one argument is UTF-8 JSON the caller encoded.
@@ -100,10 +105,7 @@ class Connection:
         returns the encoded size in bytes, like :meth:`emit`.
         """
         message = sio.encode_json_event(event, json_arg, self.namespace)
-        if self._pending is not None:
-            self._pending.append([message.decode("utf-8")])  # delivered after the CONNECT reply
-        else:
-            self.client.session.send_text(message)
+        self._send_text(message)
         return len(message)
 
     def disconnect(self, close: bool = False) -> None:
@@ -116,6 +118,12 @@ class Connection:
 
     def _send(self, packet: Packet) -> None:
         self._send_items(sio.encode(packet))
+
+    def _send_text(self, message: bytes) -> None:
+        if self._pending is not None:
+            self._pending.append([message.decode("utf-8")])  # delivered after the CONNECT reply
+        else:
+            self.client.session.send_text(message)
 
     def _send_items(self, items: list[Any]) -> None:
         if self._pending is not None:

@@ -98,6 +98,9 @@ def test_accept_key_of_the_rfc_example():
         request_bytes(Host="[::1]:443"),
         request_bytes(Origin="https://app.example"),
         request_bytes(Origin="http://[::1]:8080"),
+        # Opaque origins: a page from a file (Firefox, Chrome) or a sandboxed frame.
+        request_bytes(Origin="null"),
+        request_bytes(Origin="file://"),
         request_bytes(Sec_WebSocket_Protocol="a, b"),
         request_bytes(Sec_WebSocket_Extensions="permessage-deflate; client_max_window_bits"),
         # Extensions we do not offer are ignored, however they are offered
@@ -108,7 +111,7 @@ def test_accept_key_of_the_rfc_example():
     ],
     ids=[
         "plain", "Upgrade WebSocket", "Upgrade list", "Connection list", "Connection upper case",
-        "Host name", "Host IPv6", "Host IPv6 port", "Origin", "Origin IPv6", "subprotocols",
+        "Host name", "Host IPv6", "Host IPv6 port", "Origin", "Origin IPv6", "Origin null", "Origin file", "subprotocols",
         "permessage-deflate offer", "bad permessage-deflate offer", "two extension fields",
     ],
 )
@@ -147,8 +150,6 @@ VERSION_13 = ((b"sec-websocket-version", b"13"),)
         (request_bytes(Origin="https://a.example", extra=("Origin: https://b.example",)), 400, ()),
         (request_bytes(Origin="no-host-here"), 400, ()),
         (request_bytes(Origin="https://app.example:99999"), 400, ()),
-        (request_bytes(Origin="null"), 400, ()),
-        (request_bytes(Origin="file://"), 400, ()),
         (request_bytes(Sec_WebSocket_Protocol="a, b", extra=("Sec-WebSocket-Protocol: a",)), 400, ()),
     ],
     ids=[
@@ -156,7 +157,7 @@ VERSION_13 = ((b"sec-websocket-version", b"13"),)
         "no Upgrade", "Upgrade h2c", "no Connection", "Connection keep-alive", "no version", "version 8",
         "version 99", "version 013", "two versions", "no key", "two keys", "key of 15 bytes",
         "key of 18 bytes", "key not base64", "empty key", "two Origins", "Origin without host",
-        "Origin port out of range", "Origin null", "Origin file", "subprotocol offered twice",
+        "Origin port out of range", "subprotocol offered twice",
     ],
 )
 def test_each_bad_handshake_is_refused(request_data, status, answer_headers):
@@ -172,7 +173,8 @@ def autobahn_accepts(data: bytes) -> bool:
     """Whether Autobahn's own handshake, with the daemon's options, opens for ``data``."""
     factory = WebSocketServerFactory()
     factory.protocol = WebSocketServerProtocol
-    factory.setProtocolOptions(**protocol_options(1000))
+    # Opaque origins (null, file:) are the CORS policy's call, as in Node.js.
+    factory.setProtocolOptions(**protocol_options(1000), allowNullOrigin=True)
     websocket = factory.buildProtocol(PEER)
     transport = ServerTransport(peerAddress=PEER)
     websocket.makeConnection(transport)
@@ -263,6 +265,14 @@ def test_a_refusal_is_an_engineio_error_with_the_version_we_speak():
     assert b"\r\nSec-Websocket-Version: 13" in head
     assert json.loads(body) == {"code": 3, "message": "Bad request"}
     assert len(engine) == 0
+
+
+@pytest.mark.parametrize("origin", ["null", "file://"])
+def test_an_opaque_origin_is_for_the_cors_policy_to_allow(origin):
+    connection, engine = connect_to_engine(request_bytes(Origin=origin))
+    assert connection.value().startswith(b"HTTP/1.1 101 ") and len(engine) == 1
+    connection, engine = connect_to_engine(request_bytes(Origin=origin), cors_origins=("https://app.example",))
+    assert connection.value().startswith(b"HTTP/1.1 403 ") and len(engine) == 0
 
 
 def test_the_websocket_takes_the_connection_over_and_speaks_rfc_6455():

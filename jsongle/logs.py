@@ -12,12 +12,15 @@ from typing import Iterable
 
 from twisted.logger import (
     FilteringLogObserver,
+    ILogFilterPredicate,
     ILogObserver,
+    LogEvent,
     LogLevel,
-    LogLevelFilterPredicate,
     LogPublisher,
+    PredicateResult,
     globalLogPublisher,
 )
+from zope.interface import implementer
 
 from jsongle.logfile import MaskingObserver
 
@@ -38,6 +41,26 @@ def parse_level(name: str) -> LogLevel:
     return LEVELS[name.lower()]
 
 
+@implementer(ILogFilterPredicate)
+class AtLeast:
+    """Passes events of ``level`` and above, whatever their namespace.
+
+    What ``LogLevelFilterPredicate`` decides with one level for all
+    namespaces, without its per-event walk up the namespace.
+    """
+
+    __slots__ = ("level",)
+
+    def __init__(self, level: LogLevel) -> None:
+        self.level = level
+
+    def __call__(self, event: LogEvent) -> PredicateResult:
+        level = event.get("log_level")
+        if level is None or not event.get("log_namespace") or level < self.level:
+            return PredicateResult.no
+        return PredicateResult.maybe
+
+
 class ConsoleLevel:
     """Filters what reaches the observers already on the global publisher."""
 
@@ -45,7 +68,7 @@ class ConsoleLevel:
         self, level: str, publisher: LogPublisher = globalLogPublisher, secrets: Iterable[str] = ()
     ) -> None:
         self.name = level
-        self.predicate = LogLevelFilterPredicate(defaultLogLevel=parse_level(level))
+        self.predicate = AtLeast(parse_level(level))
         self.secrets = tuple(s for s in secrets if s)
         self._publisher = publisher
         self._filtered: list[ILogObserver] = []
@@ -74,6 +97,6 @@ class ConsoleLevel:
 
     def set(self, level: str) -> str:
         """Change the level; returns the previous name."""
-        self.predicate.setLogLevelForNamespace(None, parse_level(level))
+        self.predicate.level = parse_level(level)
         previous, self.name = self.name, level.lower()
         return previous

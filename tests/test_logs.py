@@ -225,3 +225,18 @@ def test_event_line_formats_like_twisted_and_survives_any_text():
     assert line == {"time": "2023-11-14T22:13:20.500Z", "level": "info", "namespace": "n", "text": "'x' and 3 called"}
     lone = json.loads(event_line({"log_format": "{uid}", "uid": "\ud800"}))  # no UTF-8 for it: escaped, not lost
     assert lone["text"] == "\ud800"
+
+
+def test_the_console_filter_decides_as_twisteds_with_one_level():
+    from twisted.logger import LogLevel, LogLevelFilterPredicate
+
+    from jsongle.logs import AtLeast
+
+    events = [
+        {"log_level": level, "log_namespace": namespace}
+        for level in LogLevel.iterconstants()
+        for namespace in ("jsongle.signaling.application", "x", "", None)
+    ] + [{"log_namespace": "x"}, {}]
+    for level in LogLevel.iterconstants():
+        theirs = LogLevelFilterPredicate(defaultLogLevel=level)
+        assert [AtLeast(level)(event) for event in events] == [theirs(event) for event in events]

@@ -7,9 +7,9 @@ Socket.IO either: it hands each MESSAGE to its ``listener``.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any, Optional, Protocol
 
+import orjson
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
@@ -100,7 +100,7 @@ class EngineSession:
             "pingTimeout": options.ping_timeout,
             "maxPayload": options.max_payload,
         }
-        self.transport.send([Packet(eio.OPEN, json.dumps(handshake, separators=(",", ":")))])
+        self.transport.send([Packet(eio.OPEN, orjson.dumps(handshake).decode("ascii"))])
         self._timer = self._clock.callLater(options.ping_interval / 1000.0, self._ping)
 
     def close(self, reason: str = FORCED_CLOSE) -> None:

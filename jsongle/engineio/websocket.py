@@ -8,7 +8,8 @@ sid) or upgrades an existing polling session (with its sid): ``2probe`` /
 
 from __future__ import annotations
 
-from typing import Optional
+from types import FunctionType
+from typing import Any, Optional
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet.interfaces import IDelayedCall
@@ -29,19 +30,13 @@ class EngineWebSocketProtocol(FastFrameProtocol):
 
     name = "websocket"
 
-    # Autobahn copies its options from the factory when a connection is made
-    # and pretty-prints the whole list for a debug line, whatever the level:
-    # a fifth of what a short connection costs.  We copy them ourselves and
-    # leave it an empty list.
+    # Autobahn copies its options from the factory to every connection and
+    # pretty-prints the whole list for a debug line, whatever the level: a
+    # fifth of what a short connection cost. The factory sets them once on
+    # a protocol class of its own instead (see EngineWebSocketFactory), and
+    # Autobahn's list is left empty.
     CONFIG_ATTRS: tuple[str, ...] = ()
     FACTORY_OPTIONS = tuple(WebSocketServerProtocol.CONFIG_ATTRS)
-
-    def _connectionMade(self) -> None:
-        factory = self.factory
-        for name in self.FACTORY_OPTIONS:
-            if not hasattr(self, name):
-                setattr(self, name, getattr(factory, name))
-        super()._connectionMade()
 
     session: Optional[EngineSession] = None
     _probing: Optional[EngineSession] = None
@@ -190,3 +185,21 @@ class EngineWebSocketFactory(WebSocketServerFactory):
         self.engine = engine
         self.write_batch = WriteBatch(engine.clock)
         self.setProtocolOptions(**protocol_options(engine.options.max_payload))
+
+    def resetProtocolOptions(self) -> None:
+        super().resetProtocolOptions()
+        self._options_changed()
+
+    def setProtocolOptions(self, **options: Any) -> None:
+        super().setProtocolOptions(**options)
+        self._options_changed()
+
+    def _options_changed(self) -> None:
+        """Give this factory's connections its options as class attributes: set once, not per connection."""
+        base = EngineWebSocketFactory.protocol
+        options = {
+            # A function (perMessageCompressionAccept) must not become a method.
+            name: staticmethod(value) if isinstance(value, FunctionType) else value
+            for name, value in ((name, getattr(self, name)) for name in base.FACTORY_OPTIONS if name != "tcpNoDelay")
+        }
+        self.protocol = type(base.__name__, (base,), {"__module__": base.__module__, **options})

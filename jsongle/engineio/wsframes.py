@@ -307,7 +307,9 @@ class FastFrameProtocol(WebSocketServerProtocol):
             # Handshake, a frame or fragmented message under way, closing.
             self._dataReceived(data)
             return
-        limit = self._frame_limit()
+        limit = self._limit
+        if limit is None:
+            limit = self._limit = self._frame_limit()
         offset = 0
         size = len(data)
         while offset < size:
@@ -323,6 +325,9 @@ class FastFrameProtocol(WebSocketServerProtocol):
                 break
         if offset < size:
             self._dataReceived(data[offset:] if offset else data)
+
+    #: :meth:`_frame_limit`, worked out at the first frame (options are set by then).
+    _limit: Optional[int] = None
 
     def _frame_limit(self) -> int:
         """The smallest non-zero of Autobahn's frame and message size limits."""

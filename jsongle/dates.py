@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from functools import lru_cache
+from typing import Optional
 
 
 @lru_cache(maxsize=4)
@@ -25,6 +26,16 @@ def iso_date(seconds: float) -> str:
     """``2026-11-24T10:00:00.000Z``: what JavaScript's Date.toJSON() gives.
 
     Every relayed message is stamped, many within the same millisecond: the
-    text of the last few milliseconds is cached.
+    text of the last few milliseconds is cached, and the very last one is
+    found by comparing the time itself.
     """
-    return _millisecond(round(seconds * 1_000_000) // 1000)
+    last_seconds, last_text = _last[0]
+    if seconds == last_seconds:
+        return last_text
+    text = _millisecond(round(seconds * 1_000_000) // 1000)
+    _last[0] = (seconds, text)  # one assignment: a reader sees a pair that belongs together
+    return text
+
+
+#: The last time asked for, with its text.
+_last: list[tuple[Optional[float], str]] = [(None, "")]

@@ -96,6 +96,13 @@ class _LabelledCount:
             child = self._children[value] = _Count()
         return child
 
+    def add(self, value: str, amount: float) -> None:
+        """``self(value).inc(amount)`` in one call (the relay path counts every message)."""
+        child = self._children.get(value)
+        if child is None:
+            child = self._children[value] = _Count()
+        child.value += amount
+
     def describe(self) -> list[Metric]:
         return [CounterMetricFamily(self.name, self.documentation, labels=[self.label])]
 

@@ -14,6 +14,7 @@ Autobahn would refuse; it only skips the work that does not serve.
 
 from __future__ import annotations
 
+import struct
 from typing import Any, Callable, Iterable, Optional, Union
 
 import txaio
@@ -181,8 +182,12 @@ def frame_header(length: int, is_binary: bool) -> bytes:
     if length < 126:
         return bytes((first, length))
     if length < 0x10000:
-        return bytes((first, 126)) + length.to_bytes(2, "big")
-    return bytes((first, 127)) + length.to_bytes(8, "big")
+        return _HEADER_16(first, 126, length)
+    return _HEADER_64(first, 127, length)
+
+
+_HEADER_16 = struct.Struct("!BBH").pack
+_HEADER_64 = struct.Struct("!BBQ").pack
 
 
 def protocol_options(max_payload: int) -> dict[str, Any]:

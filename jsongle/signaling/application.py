@@ -107,7 +107,7 @@ class HandlerRequest:
         metrics = app.metrics
         metrics.relay_latency.observe(app.clock.seconds() - self.received_at)
         action = self.jsongle.get("action")
-        metrics.relayed(action if isinstance(action, str) else "").inc(count)
+        metrics.relayed.add(action if action.__class__ is str else "", count)
         return count
 
     def announce_join(self, rid: str, kind: str, member: RoomMember, targets: tuple[RoomMember, ...]) -> None:

@@ -119,13 +119,6 @@ class EngineWebSocketProtocol(FastFrameProtocol):
     def close(self, notify: bool = True) -> None:
         self.sendClose(1000)
 
-    def sendData(self, data: bytes, sync: bool = False, chopsize: Optional[int] = None) -> None:
-        """Every outgoing byte passes here: count it against maxBufferedBytes."""
-        super().sendData(data, sync, chopsize)
-        budget = self._budget
-        if budget is not None:
-            budget.sent(len(data))
-
     def _not_reading(self) -> None:
         """More than maxBufferedBytes wait for this client: drop it and its buffer now."""
         session = self.session

@@ -231,6 +231,9 @@ class FastFrameProtocol(WebSocketServerProtocol):
     _batch: Optional[WriteBatch] = None
     #: Frames held until the read under way has been handled.
     _held: Optional[list[bytes]] = None
+    #: Counts what is written while the transport's buffer is full (``paused``,
+    #: ``sent(size)``): :class:`jsongle.engineio.backpressure.OutgoingBudget`.
+    _budget: Optional[Any] = None
 
     def _connectionMade(self) -> None:
         self._batch = getattr(self.factory, "write_batch", None)
@@ -360,21 +363,21 @@ class FastFrameProtocol(WebSocketServerProtocol):
 
     def sendData(self, data: bytes, sync: bool = False, chopsize: Optional[int] = None) -> None:
         """The one path every outgoing byte takes (frames, control frames, handshake)."""
+        held = self._held
         if sync or chopsize or self.send_queue:
             # Autobahn's queued writes: keep their order.
             self.flush_held()
             super().sendData(data, sync, chopsize)
-            return
-        held = self._held
-        if held is not None:
+        elif held is not None:
             held.append(data)
-            return
-        batch = self._batch
-        if batch is not None and type(self.transport) is TCPServer:
+        elif self._batch is not None and type(self.transport) is TCPServer:
             self._held = [data]
-            batch.hold(self)
+            self._batch.hold(self)
         else:
             self.transport.write(data)
+        budget = self._budget
+        if budget is not None and budget.paused:
+            budget.sent(len(data))
 
     def flush_held(self) -> None:
         """Send the frames held for this turn now."""

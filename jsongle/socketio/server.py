@@ -51,12 +51,14 @@ def encoded_size(items: list[Any]) -> int:
 class Connection:
     """One client connected to one namespace: what an application talks to."""
 
-    __slots__ = ("sid", "namespace", "client", "accepted", "state", "last_size", "_pending", "_acks", "_next_ack")
+    __slots__ = ("sid", "namespace", "client", "application", "accepted", "state", "last_size", "_pending", "_acks", "_next_ack")
 
-    def __init__(self, sid: str, namespace: str, client: "SocketIOClient") -> None:
+    def __init__(self, sid: str, namespace: str, client: "SocketIOClient", application: ISocketApplication) -> None:
         self.sid = sid
         self.namespace = namespace
         self.client = client
+        #: The namespace's application (what events are handed to).
+        self.application = application
         self.accepted = False
         #: Free for the application (e.g. its per-connection session).
         self.state: Any = None
@@ -105,7 +107,10 @@ class Connection:
         returns the encoded size in bytes, like :meth:`emit`.
         """
         message = sio.encode_json_event(event, json_arg, self.namespace)
-        self._send_text(message)
+        if self._pending is None:
+            self.client.session.send_text(message)
+        else:
+            self._send_text(message)
         return len(message)
 
     def disconnect(self, close: bool = False) -> None:
@@ -229,7 +234,10 @@ class SocketIOClient:
             return
         connection.last_size = size
         ack = connection._ack_callback(ack_id) if ack_id is not None else None
-        self.server.call(connection, "event", args[0], args[1:], ack)
+        try:
+            connection.application.event(connection, args[0], args[1:], ack)
+        except Exception:
+            self.log.failure("application event failed")
 
     def _connect(self, namespace: str, auth: Optional[dict[str, Any]]) -> None:
         application = self.server.namespaces.get(namespace)
@@ -240,7 +248,7 @@ class SocketIOClient:
         if namespace in self.connections:
             return  # a duplicate CONNECT: ignore it
         self._cancel_connect_timer()
-        connection = Connection(new_sid(), namespace, self)
+        connection = Connection(new_sid(), namespace, self, application)
         self.connections[namespace] = connection
         result = maybeDeferred(application.connect, connection, auth if auth is not None else {})
         result.addCallbacks(self._accepted, self._refused, callbackArgs=(connection,), errbackArgs=(connection,))

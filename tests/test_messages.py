@@ -35,3 +35,12 @@ def test_new_id_is_a_version_4_uuid():
     for text in ids:
         parsed = uuid.UUID(text)
         assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
+
+
+def test_random_pool_hands_out_fresh_bytes_across_refills():
+    from jsongle.randompool import RandomPool
+
+    pool = RandomPool(size=40)
+    taken = [pool.take(15) for _ in range(20)]
+    assert all(len(chunk) == 15 for chunk in taken)
+    assert len(set(taken)) == 20

@@ -116,7 +116,7 @@ def test_send_messages_writes_one_batch_of_unmasked_frames():
 
 def test_send_frame_writes_one_unmasked_frame():
     conn = Connection()
-    conn.protocol.send_frame("4é".encode())
+    conn.protocol.send_frame(b"4", "é".encode())
     conn.protocol.send_frame(b"\x03" * 300, is_binary=True)
     assert [(f.fin, f.opcode, f.payload) for f in conn.sent()] == [(True, TEXT, "4é".encode()), (True, BINARY, b"\x03" * 300)]
 

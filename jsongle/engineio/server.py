@@ -7,13 +7,13 @@ through ``on_open``, which attaches a listener to each new session.
 from __future__ import annotations
 
 import base64
-import os
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
 from twisted.internet.interfaces import IReactorTime
 
 from jsongle.engineio.session import SERVER_SHUTDOWN, EngineSession, Transport
+from jsongle.randompool import RandomPool
 
 
 @dataclass(frozen=True)
@@ -29,32 +29,13 @@ class EngineOptions:
     max_buffered_bytes: int = 1048576
 
 
-class _RandomSids:
-    """Unguessable, URL-safe ids of 15 random bytes (120 bits), as ``secrets.token_urlsafe(15)``.
-
-    Every connection takes two (Engine.IO and Socket.IO): the bytes come
-    from the system's CSPRNG 3 KB at a time, one system call per 200 ids.
-    """
-
-    __slots__ = ("_pool", "_at")
-
-    POOL = 3000
-
-    def __init__(self) -> None:
-        self._pool = b""
-        self._at = 0
-
-    def new(self) -> str:
-        at = self._at
-        if at + 15 > len(self._pool):
-            self._pool = os.urandom(self.POOL)
-            at = 0
-        self._at = at + 15
-        return base64.urlsafe_b64encode(self._pool[at : at + 15]).decode("ascii")
+_sid_bytes = RandomPool()
 
 
-#: An unguessable, URL-safe session id (20 characters).
-new_sid = _RandomSids().new
+def new_sid() -> str:
+    """An unguessable, URL-safe session id: 15 random bytes (120 bits) in 20
+    characters, as ``secrets.token_urlsafe(15)`` gives."""
+    return base64.urlsafe_b64encode(_sid_bytes.take(15)).decode("ascii")
 
 
 class EngineServer:

@@ -19,11 +19,10 @@ from jsongle.engineio.backpressure import OutgoingBudget, watch_transport
 from jsongle.engineio.packet import Packet
 from jsongle.engineio.server import EngineServer
 from jsongle.engineio.session import PARSE_ERROR, TRANSPORT_CLOSE, TRANSPORT_ERROR, EngineSession
-from jsongle.engineio.wsframes import FastFrameProtocol, Message, WriteBatch, frame_header, protocol_options
+from jsongle.engineio.wsframes import FastFrameProtocol, Message, WriteBatch, protocol_options
 
 PROBE = "probe"
 _MESSAGE = eio.MESSAGE.encode("ascii")
-_OPEN = WebSocketServerProtocol.STATE_OPEN
 
 
 class EngineWebSocketProtocol(FastFrameProtocol):
@@ -115,8 +114,7 @@ class EngineWebSocketProtocol(FastFrameProtocol):
         )
 
     def send_text(self, message: bytes) -> None:
-        if self.state == _OPEN:  # send_frame, without a copy of the message
-            self.sendData(b"".join((frame_header(len(message) + 1, False), _MESSAGE, message)))
+        self.send_frame(_MESSAGE, message)
 
     def close(self, notify: bool = True) -> None:
         self.sendClose(1000)

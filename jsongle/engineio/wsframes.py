@@ -294,10 +294,12 @@ class FastFrameProtocol(WebSocketServerProtocol):
         if parts:
             self.sendData(b"".join(parts))
 
-    def send_frame(self, payload: bytes, is_binary: bool = False) -> None:
-        """Send one message (what :meth:`send_messages` does, for the common case of one)."""
+    def send_frame(self, *parts: bytes, is_binary: bool = False) -> None:
+        """Send one message made of ``parts`` (what :meth:`send_messages` does,
+        for the common case of one, without joining the parts first)."""
         if self.state == _OPEN:
-            self.sendData(frame_header(len(payload), is_binary) + payload)
+            size = len(parts[0]) if len(parts) == 1 else sum(map(len, parts))
+            self.sendData(b"".join((frame_header(size, is_binary), *parts)))
 
     # -- receiving -------------------------------------------------------------
 

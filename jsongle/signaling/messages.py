@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, Optional
+
+from jsongle.randompool import RandomPool
 
 IQ_GET = "iq-get"
 IQ_SET = "iq-set"
@@ -23,27 +24,18 @@ _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 class RandomIds:
-    """Version 4 UUIDs as text, from random bytes fetched 4 KB at a time.
+    """Version 4 UUIDs as text, from pooled random bytes, without a UUID object.
 
-    Every answer the server builds carries a fresh id: one system call and
-    one hex conversion per 256 ids instead of one each, and no UUID object.
+    Every answer the server builds carries a fresh id.
     """
 
-    __slots__ = ("_pool", "_at")
-
-    POOL = 4096
+    __slots__ = ("_random",)
 
     def __init__(self) -> None:
-        self._pool = ""
-        self._at = 0
+        self._random = RandomPool()
 
     def new(self) -> str:
-        at = self._at
-        if at + 32 > len(self._pool):
-            self._pool = os.urandom(self.POOL).hex()
-            at = 0
-        self._at = at + 32
-        h = self._pool[at : at + 32]
+        h = self._random.take(16).hex()
         return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 

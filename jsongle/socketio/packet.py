@@ -200,11 +200,7 @@ def plain_event_args(text: str) -> list[Any]:
         data = loads(text[1:])
     except (ValueError, RecursionError) as exc:
         raise PacketError("bad JSON") from exc
-    if data.__class__ is not list or not data:
-        raise PacketError("EVENT payload must be a non-empty array")
-    name = data[0]
-    if name.__class__ is not str and (not isinstance(name, int) or isinstance(name, bool)):
-        raise PacketError("EVENT payload must be a non-empty array")
+    _check(EVENT, data, None)
     return data
 
 

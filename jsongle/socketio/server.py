@@ -107,10 +107,7 @@ class Connection:
         returns the encoded size in bytes, like :meth:`emit`.
         """
         message = sio.encode_json_event(event, json_arg, self.namespace)
-        if self._pending is None:
-            self.client.session.send_text(message)
-        else:
-            self._send_text(message)
+        self._send_text(message)
         return len(message)
 
     def disconnect(self, close: bool = False) -> None:
@@ -204,7 +201,7 @@ class SocketIOClient:
         connections, self.connections = self.connections, {}
         for connection in connections.values():
             if connection.accepted:
-                self.server.call(connection, "disconnect", reason)
+                self.server.call(connection.application.disconnect, connection, reason)
 
     # -- packets -----------------------------------------------------------
 
@@ -234,10 +231,7 @@ class SocketIOClient:
             return
         connection.last_size = size
         ack = connection._ack_callback(ack_id) if ack_id is not None else None
-        try:
-            connection.application.event(connection, args[0], args[1:], ack)
-        except Exception:
-            self.log.failure("application event failed")
+        self.server.call(connection.application.event, connection, args[0], args[1:], ack)
 
     def _connect(self, namespace: str, auth: Optional[dict[str, Any]]) -> None:
         application = self.server.namespaces.get(namespace)
@@ -282,7 +276,7 @@ class SocketIOClient:
         if self.connections.get(connection.namespace) is connection:
             del self.connections[connection.namespace]
             if connection.accepted:
-                self.server.call(connection, "disconnect", reason)
+                self.server.call(connection.application.disconnect, connection, reason)
 
     # -- connect timeout ---------------------------------------------------
 
@@ -344,13 +338,12 @@ class SocketIOServer:
             except Exception:
                 self.log.failure("on_refused hook failed")
 
-    def call(self, connection: Connection, method: str, *args: Any) -> None:
-        """Call the application; its exceptions are logged, never raised here."""
-        application = self.namespaces[connection.namespace]
+    def call(self, method: Callable[..., None], connection: Connection, *args: Any) -> None:
+        """Call a method of the connection's application; its exceptions are logged, never raised here."""
         try:
-            getattr(application, method)(connection, *args)
+            method(connection, *args)
         except Exception:
-            self.log.failure("application {method} failed", method=method)
+            self.log.failure("application {method} failed", method=method.__name__)
 
 
 __all__ = ["ConnectRefused", "Connection", "SocketIOServer"]

@@ -48,6 +48,7 @@ from jsongle.engineio.resource import engineio_site
 from jsongle.engineio.server import EngineOptions, EngineServer
 from jsongle.engineio.session import EngineSession
 from jsongle.interfaces import ISocketApplication
+from jsongle.randompool import RandomPool, SessionIds
 from jsongle.socketio.server import Connection, SocketIOServer
 
 OPTIONS = EngineOptions(ping_interval=300, ping_timeout=200, max_payload=1000000)
@@ -81,6 +82,8 @@ def attach_engine_echo(session: EngineSession) -> None:
 class AuthEcho:
     """Namespace ``/custom``: only tells the client its CONNECT payload."""
 
+    event_name = "message"
+
     def connect(self, connection: Connection, auth: dict) -> None:
         connection.emit("auth", auth)
 
@@ -107,9 +110,12 @@ class MessageEcho(AuthEcho):
 
 def build_site() -> Any:
     """One Site: Socket.IO under /socket.io/, the bare echo under /engine.io/."""
-    socketio = SocketIOServer({"/": MessageEcho(), "/custom": AuthEcho()}, reactor, CONNECT_TIMEOUT_SECONDS)
-    socketio_engine = EngineServer(OPTIONS, reactor, socketio.on_engine_open)
-    echo_engine = EngineServer(OPTIONS, reactor, attach_engine_echo)
+    ids = SessionIds(RandomPool())
+    socketio = SocketIOServer(
+        {"/": MessageEcho(), "/custom": AuthEcho()}, reactor, CONNECT_TIMEOUT_SECONDS, ids, lambda reason, namespace: None
+    )
+    socketio_engine = EngineServer(OPTIONS, reactor, socketio.on_engine_open, ids)
+    echo_engine = EngineServer(OPTIONS, reactor, attach_engine_echo, ids)
 
     site = engineio_site(socketio_engine, paths=(b"socket.io",))
     echo_root: Resource = engineio_site(echo_engine, paths=(b"engine.io",)).resource

@@ -91,6 +91,11 @@ class Config:
     connect_failures_per_ip: int = 10
     connect_failure_window: float = 60.0
     max_buffered_bytes: int = 1048576
+    upgrade_timeout: float = 10.0
+    shutdown_timeout: float = 2.0
+    redis_connect_timeout: float = 5.0
+    redis_reply_timeout: float = 10.0
+    self_check_timeout: float = 5.0
 
     @property
     def redis_address(self) -> "RedisAddress | None":
@@ -371,6 +376,26 @@ KEYS: Mapping[str, KeySpec] = {
     "maxBufferedBytes": KeySpec(
         "max_buffered_bytes", _at_least(1024),
         "Bytes waiting to be sent to one client before it is disconnected (it does not read).",
+    ),
+    "upgradeTimeout": KeySpec(
+        "upgrade_timeout", _duration,
+        "How long a client may take to finish the upgrade from polling to WebSocket.",
+    ),
+    "shutdownTimeout": KeySpec(
+        "shutdown_timeout", _duration,
+        "On SIGTERM, the longest wait for the sessions to close before exiting.",
+    ),
+    "redisConnectTimeout": KeySpec(
+        "redis_connect_timeout", _duration,
+        "How long one attempt to connect to Redis may take (redisUrl).",
+    ),
+    "redisReplyTimeout": KeySpec(
+        "redis_reply_timeout", _duration,
+        "A Redis that has not answered a command for this long is dropped and reconnected.",
+    ),
+    "selfCheckTimeout": KeySpec(
+        "self_check_timeout", _duration,
+        "How long GET /tests may take to complete its session-hello before it fails.",
     ),
 }
 

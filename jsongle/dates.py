@@ -1,41 +1,54 @@
 """Dates as JavaScript's ``Date.toJSON()`` writes them, made cheaply.
 
-Messages are stamped and log lines dated many times a second, so the text of
-the current second and of the last few milliseconds is cached.
+Messages are stamped and log lines dated many times a second: an
+:class:`IsoDates` remembers the text of the last few milliseconds. The
+service builds one and passes it to what stamps dates; nothing here is
+module-level state.
 """
 
 from __future__ import annotations
 
 import time
-from functools import lru_cache
 from typing import Optional
 
 
-@lru_cache(maxsize=4)
-def _second(whole: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole))
-
-
-@lru_cache(maxsize=16)
-def _millisecond(millis: int) -> str:
-    whole, part = divmod(millis, 1000)
-    return _second(whole) + "%03dZ" % part
-
-
 def iso_date(seconds: float) -> str:
-    """``2026-11-24T10:00:00.000Z``: what JavaScript's Date.toJSON() gives.
-
-    Every relayed message is stamped, many within the same millisecond: the
-    text of the last few milliseconds is cached, and the very last one is
-    found by comparing the time itself.
-    """
-    last_seconds, last_text = _last[0]
-    if seconds == last_seconds:
-        return last_text
-    text = _millisecond(round(seconds * 1_000_000) // 1000)
-    _last[0] = (seconds, text)  # one assignment: a reader sees a pair that belongs together
-    return text
+    """``2026-11-24T10:00:00.000Z``: what JavaScript's Date.toJSON() gives (uncached)."""
+    whole, part = divmod(round(seconds * 1_000_000) // 1000, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole)) + "%03dZ" % part
 
 
-#: The last time asked for, with its text.
-_last: list[tuple[Optional[float], str]] = [(None, "")]
+class IsoDates:
+    """:func:`iso_date` with the text of the current second and of the last
+    few milliseconds cached; the very last one is found by comparing the time itself."""
+
+    __slots__ = ("_seconds", "_millis", "_last_seconds", "_last_text")
+
+    #: Cache sizes: a few seconds, a few milliseconds.
+    SECONDS = 4
+    MILLIS = 16
+
+    def __init__(self) -> None:
+        self._seconds: dict[int, str] = {}
+        self._millis: dict[int, str] = {}
+        self._last_seconds: Optional[float] = None
+        self._last_text = ""
+
+    def __call__(self, seconds: float) -> str:
+        if seconds == self._last_seconds:
+            return self._last_text
+        millis = round(seconds * 1_000_000) // 1000
+        text = self._millis.get(millis)
+        if text is None:
+            whole, part = divmod(millis, 1000)
+            prefix = self._seconds.get(whole)
+            if prefix is None:
+                if len(self._seconds) >= self.SECONDS:
+                    self._seconds.clear()
+                prefix = self._seconds[whole] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole))
+            if len(self._millis) >= self.MILLIS:
+                self._millis.clear()
+            text = self._millis[millis] = prefix + "%03dZ" % part
+        self._last_seconds = seconds
+        self._last_text = text
+        return text

@@ -2,6 +2,8 @@
 
 * :class:`ISocketApplication`: what the Socket.IO layer calls; it never sees
   JSONgle.
+* :class:`IConnection`: one client connection as an application sees it;
+  the Socket.IO layer provides it, the application never sees a frame.
 * :class:`IQueryHandler` / :class:`IActionHandler`: JSONgle handlers, found
   as Twisted plugins so a third-party package can add one.
 * :class:`IRoomRegistry`: room state, so another backend (Redis) can replace
@@ -15,15 +17,60 @@ from __future__ import annotations
 from zope.interface import Attribute, Interface
 
 
+class ConnectRefused(Exception):
+    """Raised by an application's ``connect`` to refuse a client.
+
+    The client's ``connect_error`` handler sees ``message`` (and ``data``).
+    """
+
+    def __init__(self, message: str, data: object = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+
+class IConnection(Interface):
+    """One client connection, as the application bound to it sees it."""
+
+    id = Attribute(
+        "The connection's opaque id (the Socket.IO socket id): unique while it "
+        "lives, any string; the 'to' of what is sent to it."
+    )
+    transport = Attribute("The name of the transport carrying it now: 'polling' or 'websocket'.")
+    remote = Attribute("The client's address, as text.")
+    received_size = Attribute("Encoded bytes of the message being handled (traffic counters).")
+    state = Attribute("Free for the application: its per-connection state.")
+
+    def send(message):
+        """Send one message (a JSON-able object) as the application's event.
+
+        Returns the bytes written, so traffic is counted without encoding twice.
+        """
+
+    def send_json(data):
+        """Send one message already encoded as UTF-8 JSON (``bytes``).
+
+        For one body encoded once and sent to many connections; returns the
+        bytes written, like :meth:`send`.
+        """
+
+    def close():
+        """End the connection from the server side (a kick: the client does
+        not come back by itself)."""
+
+
 class ISocketApplication(Interface):
     """An application bound to one Socket.IO namespace."""
 
-    def connect(connection, auth):
-        """A client asks to connect with ``auth`` (a dict).
+    event_name = Attribute("The event its messages travel as, both ways (``IConnection.send``).")
 
-        Raise ``ConnectRefused(message)`` (or fail the returned Deferred with
-        it) to refuse.  Events emitted before returning are delivered after
-        the CONNECT reply.
+    def connect(connection, auth):
+        """A client asks to connect with ``auth`` (a dict); ``connection``
+        provides :class:`IConnection`.
+
+        Raise :class:`ConnectRefused` (or fail the returned Deferred with it)
+        to refuse.  Messages sent before returning are delivered after the
+        CONNECT reply.
         """
 
     def event(connection, name, args, ack):
@@ -63,25 +110,45 @@ class IActionHandler(Interface):
         """Handle ``request`` (an IHandlerRequest); may return a Deferred."""
 
 
+class IMember(Interface):
+    """The sender of a message: one connection and, after its hello, an identity."""
+
+    connection_id = Attribute("The connection's id (IConnection.id).")
+    uid = Attribute("The user id from its hello, or None before it.")
+    registered = Attribute("True once a valid hello was received.")
+    identity = Attribute("What other members are shown of it (the hello description); after hello only.")
+    ref = Attribute("Its RoomMember (what room registries hold); after hello only.")
+
+    def register(uid, identity):
+        """Record a valid hello: ``identity`` is the description others see."""
+
+
 class IHandlerRequest(Interface):
-    """Everything a handler may use; handlers never see a transport."""
+    """Everything a handler may use, and only that; handlers never see a transport."""
 
     message = Attribute("The received JSONgle message (a dict).")
     jsongle = Attribute("message['jsongle'], checked to be a dict.")
-    member = Attribute("The sending Member (connection id, uid, dn).")
+    member = Attribute("The sending IMember.")
     room = Attribute("The target Room snapshot, or None when sent to the server.")
     rooms = Attribute("The IRoomRegistry.")
     config = Attribute("The server Config.")
     metrics = Attribute("The Metrics.")
     clock = Attribute("An IReactorTime.")
     server_id = Attribute("The server's own id (config 'id'): the 'from' of what it builds.")
+    messages = Attribute(
+        "Builds the messages the server sends (jsongle.signaling.messages.Messages): "
+        "a fresh id each, the server id as 'from'."
+    )
     reply_to = Attribute(
         "The 'to' of answers: the sender's 'from' when it is a string, else its "
         "connection id (echoed only; reply() delivers to the real connection)."
     )
 
     def reply(message):
-        """Send a message to the sender."""
+        """Send a message to the sender's connection."""
+
+    def error(code, details):
+        """Answer the sender with a session-error ``{errorCode, errorDetails}``."""
 
     def send(connection_id, message):
         """Send a message to a connection of this process by its id."""
@@ -90,7 +157,14 @@ class IHandlerRequest(Interface):
         """Send a message to a room member (a RoomMember), on whichever node it is."""
 
     def relay(message):
-        """Relay to the other members of the target room, rewriting from/to."""
+        """Copy ``message`` to the target room's other members, ``from`` and
+        ``to`` rewritten; returns how many copies went."""
+
+    def announce_join(rid, kind, member, targets):
+        """Tell ``targets`` (RoomMembers) that ``member`` joined room ``rid`` of ``kind``."""
+
+    def announce_leave(result):
+        """Tell the remaining members of a LeaveResult that its member left."""
 
     def now():
         """The current date as an ISO-8601 UTC string with milliseconds."""
@@ -131,8 +205,7 @@ class IMessageBus(Interface):
     node_id = Attribute("This process's node id (RoomMember.node of its own members).")
 
     def send(node, connection_id, message):
-        """Deliver ``message`` to ``connection_id`` on ``node``; fire and forget."""
+        """Deliver ``message`` to ``connection_id`` on ``node``; fire and forget.
 
-    def listen(deliver):
-        """Call ``deliver(connection_id, message)`` for each message another
-        node sends to a connection of this one."""
+        What other nodes send to this one is handed to the local delivery the
+        bus was built with."""

@@ -17,7 +17,7 @@ import json
 import os
 import re
 import stat
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import orjson
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -159,9 +159,13 @@ class LogFile:
         period: float,
         keep: int,
         clock: IReactorTime,
+        failed: Callable[..., None],
         flush_interval: float = 1.0,
     ) -> None:
         self.path = path
+        #: ``failed(what, error, warn)``: a write that failed (Metrics.failed).
+        self._failed = failed
+        self._failing = False
         self.period = period
         self.keep = keep
         self.clock = clock
@@ -199,8 +203,13 @@ class LogFile:
                 self.open()
             self._file.write(text)  # type: ignore[union-attr]
             self._file.flush()  # type: ignore[union-attr]
-        except OSError:
-            pass  # a full disk must not take the server down
+        except OSError as error:
+            # A full disk must not take the server down; it is counted each
+            # time and said once until a write succeeds again.
+            self._failed("log write", f"{self.path}: {error}", not self._failing)
+            self._failing = True
+        else:
+            self._failing = False
 
     def rotate(self) -> None:
         """Start a new period: shift the old regular files, drop the oldest."""

@@ -15,6 +15,9 @@ from typing import Any, Callable, Iterator, Optional
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
+from twisted.logger import Logger
+
+_log = Logger(namespace="jsongle.failures")
 
 #: The names ``GET /stats`` answers with, in the order of PROTOCOL §8.
 BUSINESS = (
@@ -183,6 +186,14 @@ class Metrics:
                 registry=registry,
             )
         )
+        self.failures = _Labelled(
+            Counter(
+                "jsongle_background_failures",
+                "Background work that failed, by what (publish, heartbeat, sweep, resync, log write)",
+                ["what"],
+                registry=registry,
+            )
+        )
         self.relay_latency = _Histogram(
             "jsongle_relay_latency_seconds",
             "From receiving a message to having handed all its copies to the transports",
@@ -212,6 +223,14 @@ class Metrics:
     def watch_sessions(self, count: Callable[[], int]) -> None:
         """Read ``jsongle_engine_sessions`` at each scrape."""
         self.engine_sessions.set_function(count)
+
+    def failed(self, what: str, error: str, warn: bool = True) -> None:
+        """Count a background failure nobody waits for, and say it at warn:
+        nothing fails silently. ``warn=False`` counts without a line (a failure
+        that repeats, said once already)."""
+        self.failures(what).inc()
+        if warn:
+            _log.warn("{what} failed: {error}", what=what, error=error)
 
     def connect_refused(self, reason: str, namespace: Optional[str] = None) -> None:
         """Count a refused connection (also usable as ``SocketIOServer.on_refused``)."""

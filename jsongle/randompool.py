@@ -7,6 +7,7 @@ ids instead of one each, with the same unpredictability (``os.urandom``).
 
 from __future__ import annotations
 
+import base64
 import os
 
 
@@ -28,3 +29,16 @@ class RandomPool:
             at = 0
         self._at = at + count
         return self._pool[at : at + count]
+
+
+class SessionIds:
+    """Unguessable, URL-safe ids: 15 random bytes (120 bits) in 20 characters,
+    as ``secrets.token_urlsafe(15)`` gives (Engine.IO session and Socket.IO socket ids)."""
+
+    __slots__ = ("_random",)
+
+    def __init__(self, random: RandomPool) -> None:
+        self._random = random
+
+    def new(self) -> str:
+        return base64.urlsafe_b64encode(self._random.take(15)).decode("ascii")

@@ -15,20 +15,28 @@ from twisted.application import service
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import ssl
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
+from twisted.internet.task import deferLater
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.server import Site
 
 from jsongle.config import Config, ConfigError, load_config
+from jsongle.dates import IsoDates
 from jsongle.engineio.resource import engineio_site
 from jsongle.engineio.server import EngineOptions, EngineServer
 from jsongle.logs import ConsoleLevel
 from jsongle.metrics import Metrics
-from jsongle.signaling.application import SignalingApplication
+from jsongle.randompool import RandomPool, SessionIds
+from jsongle.signaling.announcer import Announcer
+from jsongle.signaling.application import build_application
 from jsongle.signaling.bus import LocalBus
+from jsongle.signaling.connections import LocalConnections
+from jsongle.signaling.delivery import Delivery
 from jsongle.signaling.handlers import HandlerConflict, HandlerSet, discover
-from jsongle.signaling.rooms import InMemoryRoomRegistry, RoomCaps
+from jsongle.signaling.messages import Messages, RandomIds
+from jsongle.signaling.roomrules import RoomCaps
+from jsongle.signaling.rooms import InMemoryRoomRegistry
 from jsongle.socketio.server import SocketIOServer
 
 log = Logger()
@@ -71,60 +79,75 @@ def tls_options(config: Config) -> ssl.CertificateOptions:
 
 
 class Signaling:
-    """Everything one server process runs, built from explicit parts."""
+    """Everything one server process runs, built from explicit parts.
+
+    Each part gets its collaborators in its constructor, in this order:
+    metrics, the message builder, this process's connections, the bus (to
+    other processes), delivery, the announcer, the room registry, then the
+    application and the Socket.IO and Engine.IO layers under it.
+    """
 
     def __init__(self, config: Config, clock: IReactorTime, handlers: HandlerSet, registry: Optional[CollectorRegistry] = None) -> None:
         self.config = config
-        self.metrics = Metrics(registry or CollectorRegistry())
+        self.metrics = metrics = Metrics(registry or CollectorRegistry())
+        random = RandomPool()
+        self.dates = IsoDates()
+        messages = Messages(config.server_id, RandomIds(random), self.dates, clock)
+        self.local = local = LocalConnections(metrics)
         caps = RoomCaps(config.max_members_per_room, config.max_members_per_multi_room, config.max_multi_room_per_user)
         #: The cluster node service when redisUrl is set, else None.
         self.cluster: Any = None
         if config.redis_address is None:
+            delivery = Delivery(local, LocalBus(), metrics, clock)
+            announcer = Announcer(messages, delivery)
             self.rooms: Any = InMemoryRoomRegistry(caps)
-            bus: Any = LocalBus()
         else:
-            self.cluster = cluster_node(config, clock, caps)
-            self.rooms, bus = self.cluster.registry, self.cluster.bus
-            self.metrics.watch_cluster(self.cluster.stats)
-        self.application = SignalingApplication(config, self.rooms, handlers, self.metrics, clock, bus)
-        if self.cluster is not None:
-            self.cluster.local_users = self.application.connection_count
-            self.rooms.announce = self.application.announce_leave
-            self.rooms.announce_join = self.application.announce_join
-        self.socketio = SocketIOServer({"/": self.application}, clock, config.connect_timeout / 1000.0)
-        self.socketio.on_refused = self.metrics.connect_refused
-        origins = config.cors_origins
+            self.cluster, delivery, announcer = cluster_node(config, clock, caps, metrics, messages, local)
+            self.rooms = self.cluster.registry
+            metrics.watch_cluster(self.cluster.stats)
+        self.application = build_application(config, clock, handlers, metrics, messages, local, delivery, self.rooms, announcer)
+        ids = SessionIds(random)
+        self.socketio = SocketIOServer({"/": self.application}, clock, config.connect_timeout / 1000.0, ids, metrics.connect_refused)
         self.engine = EngineServer(
             EngineOptions(
                 config.ping_interval,
                 config.ping_timeout,
                 config.max_payload,
-                cors_origins=origins,
+                upgrade_timeout=config.upgrade_timeout,
+                cors_origins=config.cors_origins,
                 max_buffered_bytes=config.max_buffered_bytes,
             ),
             clock,
             self.socketio.on_engine_open,
+            ids,
         )
-        self.metrics.watch_sessions(self.engine.__len__)
+        metrics.watch_sessions(self.engine.__len__)
 
     def site(self) -> Site:
         return engineio_site(self.engine)
 
 
-def cluster_node(config: Config, reactor: Any, caps: RoomCaps) -> Any:
-    """The Redis registry, bus and node service of one cluster member."""
+def cluster_node(
+    config: Config, reactor: Any, caps: RoomCaps, metrics: Metrics, messages: Messages, local: LocalConnections,
+) -> tuple[Any, Delivery, Announcer]:
+    """The node service of one cluster member (its link, registry and bus), and
+    the delivery and announcer that reach the other nodes through it."""
     from jsongle.cluster.bus import RedisBus, node_channel
-    from jsongle.cluster.link import RedisLink
+    from jsongle.cluster.link import LinkTimeouts, RedisLink
     from jsongle.cluster.node import ClusterNode, generated_node_id
     from jsongle.cluster.registry import RedisRoomRegistry
 
     address = config.redis_address
     assert address is not None
     node_id = config.node_id or generated_node_id()
-    node: Any = None
-    link = RedisLink(address, node_channel(node_id), reactor, reactor, lambda raw: node.received(raw))
-    node = ClusterNode(link, RedisRoomRegistry(link, node_id, caps), RedisBus(link, node_id), reactor, config.node_timeout)
-    return node
+    timeouts = LinkTimeouts(config.redis_connect_timeout, config.redis_reply_timeout)
+    link = RedisLink(address, node_channel(node_id), reactor, reactor, metrics.failed, timeouts)
+    bus = RedisBus(link, node_id, local.send)
+    delivery = Delivery(local, bus, metrics, reactor)
+    announcer = Announcer(messages, delivery)
+    registry = RedisRoomRegistry(link, node_id, caps, announcer)
+    node = ClusterNode(link, registry, bus, reactor, config.node_timeout, local.__len__, metrics.failed)
+    return node, delivery, announcer
 
 
 class ListeningService(StreamServerEndpointService):
@@ -177,7 +200,6 @@ class JsongleService(service.MultiService):
         logfile: Any = None,
         config_path: Optional[str] = None,
         reactor: Any = None,
-        shutdown_timeout: float = 2.0,
     ) -> None:
         super().__init__()
         self.signaling = signaling
@@ -186,7 +208,7 @@ class JsongleService(service.MultiService):
         self.logfile = logfile
         self.config_path = config_path
         self.reactor = reactor
-        self.shutdown_timeout = shutdown_timeout
+        self.shutdown_timeout = signaling.config.shutdown_timeout
         self._previous_sighup: Any = None
         self._previous_sigterm: Any = None
 
@@ -259,24 +281,29 @@ class JsongleService(service.MultiService):
         return result
 
     def _disconnect_all(self) -> Any:
-        from twisted.internet.defer import Deferred
+        """Close every session; wait until they are gone, ``shutdownTimeout`` at most.
+
+        With no session, nothing to wait for. Sessions whose client closed
+        them and that only linger for a racing GET are not waited for.
+        """
+        from twisted.internet.defer import TimeoutError
 
         engine = self.signaling.engine
         clock = engine.clock
-        log.info("shutting down: disconnecting {count} session(s)", count=len(engine))
-        self.signaling.socketio.shutdown(engine)
-        done: Deferred[None] = Deferred()
+        count = len(engine)
+        log.info("shutting down: disconnecting {count} session(s)", count=count)
+        if count == 0:
+            return None
         deadline = clock.seconds() + self.shutdown_timeout
+        self.signaling.socketio.shutdown(engine)
+        drained = engine.when_drained().addTimeout(self.shutdown_timeout, clock)
+        drained.addErrback(lambda failure: failure.trap(TimeoutError))
 
-        def check() -> None:
-            if len(engine) == 0 or clock.seconds() >= deadline:
-                # A short grace so the last frames leave the socket buffers.
-                clock.callLater(min(0.2, max(0.0, deadline - clock.seconds())), done.callback, None)
-            else:
-                clock.callLater(0.05, check)
+        def grace(_: Any) -> Any:
+            # The last frames leave the socket buffers (bounded by the deadline).
+            return deferLater(clock, min(0.2, max(0.0, deadline - clock.seconds())), lambda: None)
 
-        check()
-        return done
+        return drained.addCallback(grace)
 
     def _leave_cluster(self) -> Any:
         """Last, once the clients' leaves are announced: leave the cluster."""
@@ -305,7 +332,7 @@ def makeService(options: Options) -> service.IService:
     from jsongle.logfile import LogFile
 
     secrets = [config.app_token, getattr(config, "admin_token", "")]
-    logfile = LogFile(config.log_path, config.log_file_period, config.log_files_number, reactor)
+    logfile = LogFile(config.log_path, config.log_file_period, config.log_files_number, reactor, signaling.metrics.failed)
     console = ConsoleLevel(config.log_default_level, secrets=secrets)
     root = JsongleService(signaling, console, options.warnings, logfile, options["config"], reactor)
     interface = config.listen_address or ""
@@ -340,7 +367,9 @@ def add_rest_service(
     from jsongle.rest import RestApi
     from jsongle.selfcheck import SelfCheck
 
-    check = SelfCheck(reactor, websocket.bound_port, config.listen_address, config.app_token, config.use_https)
+    check = SelfCheck(
+        reactor, websocket.bound_port, config.listen_address, config.app_token, config.use_https, timeout=config.self_check_timeout
+    )
     api = RestApi(config, signaling.metrics, console, reactor, time.time(), check)
     interface = config.listen_address or ""
     if config.use_https:

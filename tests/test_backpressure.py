@@ -20,6 +20,7 @@ from jsongle.engineio.packet import Packet
 from jsongle.engineio.polling import PollingTransport
 from jsongle.engineio.server import EngineOptions, EngineServer
 from jsongle.engineio.session import TRANSPORT_ERROR
+from jsongle.randompool import RandomPool, SessionIds
 from tests.support.rawclient import RawClient
 
 TOKEN = "test-token"
@@ -59,7 +60,7 @@ def polling_session(limit: int):
     def on_open(session):
         session.listener = listener
 
-    server = EngineServer(EngineOptions(max_buffered_bytes=limit), clock, on_open)
+    server = EngineServer(EngineOptions(max_buffered_bytes=limit), clock, on_open, SessionIds(RandomPool()))
     transport = PollingTransport()
     transport.session = server.open(transport, "127.0.0.1", upgrades=[])
     transport.take_queue()  # the open packet

@@ -157,7 +157,7 @@ def test_every_ending_leaves_nothing_behind(end):
     bob.receive(Packet(eio.CLOSE))
     assert stack.counts() == {"users_count": 0, "conferences_count": 0, "jsongle_engine_sessions": 0}
     assert stack.clock.getDelayedCalls() == []
-    assert stack.signaling.application.connection_count() == 0
+    assert len(stack.signaling.local) == 0
 
 
 def test_polling_client_that_does_not_fetch_leaves_nothing_behind():

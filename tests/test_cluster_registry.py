@@ -18,18 +18,36 @@ from twisted.internet.task import Clock, deferLater
 from zope.interface.verify import verifyObject
 
 from jsongle.cluster.bus import RedisBus, node_channel
-from jsongle.cluster.link import Backoff, RedisLink
+from jsongle.cluster.link import Backoff, LinkTimeouts, RedisLink
 from jsongle.cluster.node import ClusterNode
 from jsongle.cluster.registry import RedisRoomRegistry
 from jsongle.config import RedisAddress
 from jsongle.interfaces import IMessageBus, IRoomRegistry
 from jsongle.signaling.errors import JsongleError
-from jsongle.signaling.rooms import RoomCaps, RoomMember
+from jsongle.signaling.roomrules import RoomCaps
+from jsongle.signaling.rooms import RoomMember
 
 
 def member(cid: str, uid: str | None = None) -> RoomMember:
     uid = uid or cid
     return RoomMember(cid, uid, {"uid": uid, "dn": uid.title()})
+
+
+class RecordingAnnouncer:
+    """What the registry tells members, recorded (the Announcer's methods)."""
+
+    def __init__(self, node: "Node") -> None:
+        self._node = node
+
+    def joined(self, rid: str, kind: str, member: RoomMember, targets: Any) -> None:
+        self._node.joins.append((rid, member.connection_id, [t.connection_id for t in targets]))
+
+    def left(self, result: Any) -> None:
+        self._node.announced.append(result)
+
+    def left_all(self, results: Any) -> None:
+        for result in results:
+            self.left(result)
 
 
 class Node:
@@ -41,16 +59,15 @@ class Node:
         self.delivered: list[tuple[str, dict[str, Any]]] = []
         self.announced: list[Any] = []
         self.joins: list[tuple[str, str, list[str]]] = []
+        self.failures: list[tuple[str, str]] = []
         self.link = RedisLink(RedisAddress("127.0.0.1", port, 0, None), node_channel(node_id), reactor, reactor,
-                              lambda raw: self.service.received(raw), backoff_first=backoff, backoff_most=max(backoff, 0.2))
-        self.registry = RedisRoomRegistry(self.link, node_id, caps)
-        self.registry.announce = self.announced.append
-        self.registry.announce_join = lambda rid, kind, member, targets: self.joins.append(
-            (rid, member.connection_id, [t.connection_id for t in targets])
-        )
-        self.bus = RedisBus(self.link, node_id)
-        self.bus.listen(lambda cid, message: self.delivered.append((cid, message)))
-        self.service = ClusterNode(self.link, self.registry, self.bus, reactor, node_timeout)
+                              self.failed, LinkTimeouts(), backoff_first=backoff, backoff_most=max(backoff, 0.2))
+        self.registry = RedisRoomRegistry(self.link, node_id, caps, RecordingAnnouncer(self))
+        self.bus = RedisBus(self.link, node_id, lambda cid, message: self.delivered.append((cid, message)))
+        self.service = ClusterNode(self.link, self.registry, self.bus, reactor, node_timeout, lambda: 0, self.failed)
+
+    def failed(self, what: str, error: str, warn: bool = True) -> None:
+        self.failures.append((what, error))
 
     def start(self) -> Deferred:
         self.service.startService()
@@ -212,6 +229,17 @@ def test_backoff_doubles_up_to_a_ceiling():
     assert backoff.next() == 0.1
 
 
+class Listener:
+    def link_up(self) -> None:
+        pass
+
+    def link_down(self) -> None:
+        pass
+
+    def received(self, raw: str) -> None:
+        pass
+
+
 @pytest_twisted.inlineCallbacks
 def test_reconnection_waits_on_the_injected_clock(redis_server):
     """Attempts against a closed port are spaced by the back-off, on the Clock."""
@@ -219,9 +247,9 @@ def test_reconnection_waits_on_the_injected_clock(redis_server):
     port = redis_server.port
     redis_server.stop()
     link = RedisLink(RedisAddress("127.0.0.1", port, 0, None), "jsongle:node:x", reactor, clock,
-                     lambda raw: None, backoff_first=1.0, backoff_most=4.0)
+                     lambda what, error, warn=True: None, LinkTimeouts(), backoff_first=1.0, backoff_most=4.0)
     slots = (link._commands, link._subscription)
-    link.start()
+    link.start(Listener())
     yield until(lambda: all(slot._retry is not None for slot in slots), "first attempts refused")
     assert [(slot._attempts, slot._retry.getTime()) for slot in slots] == [(1, 1.0), (1, 1.0)]
     clock.advance(0.9)

@@ -13,7 +13,9 @@ from jsongle.engineio.packet import Packet
 from jsongle.engineio.server import EngineOptions, EngineServer
 from jsongle.engineio.session import PING_TIMEOUT, TRANSPORT_CLOSE, EngineSession
 from jsongle.socketio import packet as sio
-from jsongle.socketio.server import ConnectRefused, SocketIOServer
+from jsongle.interfaces import ConnectRefused
+from jsongle.randompool import RandomPool, SessionIds
+from jsongle.socketio.server import SocketIOServer
 
 OPTIONS = EngineOptions(ping_interval=300, ping_timeout=200, max_payload=1000)
 
@@ -59,7 +61,7 @@ def open_session(options: EngineOptions = OPTIONS):
         listeners.append(listener)
         session.listener = listener
 
-    server = EngineServer(options, clock, on_open)
+    server = EngineServer(options, clock, on_open, SessionIds(RandomPool()))
     transport = FakeTransport()
     session = server.open(transport, "127.0.0.1", upgrades=["websocket"])
     return clock, server, transport, session, listeners[0]
@@ -177,6 +179,8 @@ def test_server_close_all():
 
 
 class RecordingApplication:
+    event_name = "message"
+
     def __init__(self, refuse: str | None = None) -> None:
         self.refuse = refuse
         self.connected: list[Any] = []
@@ -200,8 +204,9 @@ class RecordingApplication:
 
 def socketio_session(app: RecordingApplication, connect_timeout: float = 1.0):
     clock = Clock()
-    socketio = SocketIOServer({"/": app}, clock, connect_timeout)
-    server = EngineServer(OPTIONS, clock, socketio.on_engine_open)
+    ids = SessionIds(RandomPool())
+    socketio = SocketIOServer({"/": app}, clock, connect_timeout, ids, lambda reason, namespace: None)
+    server = EngineServer(OPTIONS, clock, socketio.on_engine_open, ids)
     transport = FakeTransport()
     session = server.open(transport, "127.0.0.1", upgrades=[])
     transport.take()

@@ -20,6 +20,10 @@ from tests.test_protocol_e2e import SERVER_ID, TOKEN, Client, answer_hello
 # -- LogFile ---------------------------------------------------------------
 
 
+def no_failure(what: str, error: str, warn: bool = True) -> None:
+    raise AssertionError(f"unexpected {what} failure: {error}")
+
+
 def lines(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
@@ -27,7 +31,7 @@ def lines(path) -> list[dict]:
 def test_buffered_until_the_flush_timer(tmp_path):
     clock = Clock()
     path = tmp_path / "jsongle.log"
-    logfile = LogFile(str(path), 60, 3, clock, flush_interval=1.0)
+    logfile = LogFile(str(path), 60, 3, clock, no_failure, flush_interval=1.0)
     logfile.open()
     logfile.write('{"n": 1}\n')
     assert path.read_text() == ""
@@ -43,7 +47,7 @@ def test_buffered_until_the_flush_timer(tmp_path):
 def test_rotation_keeps_log_files_number(tmp_path):
     clock = Clock()
     path = tmp_path / "jsongle.log"
-    logfile = LogFile(str(path), 10, 3, clock)
+    logfile = LogFile(str(path), 10, 3, clock, no_failure)
     logfile.open()
     for period in range(6):
         logfile.write(f"period {period}\n")
@@ -64,7 +68,7 @@ def test_rotation_keeps_log_files_number(tmp_path):
 def test_rotation_with_no_old_files_kept(tmp_path):
     clock = Clock()
     path = tmp_path / "jsongle.log"
-    logfile = LogFile(str(path), 10, 0, clock)
+    logfile = LogFile(str(path), 10, 0, clock, no_failure)
     logfile.open()
     logfile.write("old\n")
     clock.advance(10)
@@ -76,7 +80,7 @@ def test_rotation_with_no_old_files_kept(tmp_path):
 
 def test_dev_null_stays_a_device(tmp_path):
     clock = Clock()
-    logfile = LogFile(os.devnull, 1, 2, clock)
+    logfile = LogFile(os.devnull, 1, 2, clock, no_failure)
     logfile.open()
     for _ in range(4):
         logfile.write("line\n")
@@ -99,7 +103,7 @@ def test_fifo_is_never_renamed(tmp_path):
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     clock = Clock()
-    logfile = LogFile(str(fifo), 1, 2, clock)
+    logfile = LogFile(str(fifo), 1, 2, clock, no_failure)
     logfile.open()
     for n in range(3):
         logfile.write(f"line {n}\n")
@@ -114,7 +118,7 @@ def test_fifo_is_never_renamed(tmp_path):
 def test_reopen_follows_an_external_rename(tmp_path):
     clock = Clock()
     path = tmp_path / "jsongle.log"
-    logfile = LogFile(str(path), 60, 3, clock)
+    logfile = LogFile(str(path), 60, 3, clock, no_failure)
     logfile.open()
     logfile.write("before\n")
     logfile.flush()
@@ -158,7 +162,7 @@ def test_console_level_masks_before_every_observer(tmp_path):
     console: list[dict] = []
     publisher.addObserver(console.append)
     clock = Clock()
-    logfile = LogFile(str(tmp_path / "jsongle.log"), 60, 3, clock)
+    logfile = LogFile(str(tmp_path / "jsongle.log"), 60, 3, clock, no_failure)
     level = ConsoleLevel("info", publisher, secrets=["tok"])
     level.install(also=[FileLogObserver(logfile)])
     log = Logger(namespace="test", observer=publisher)
@@ -240,3 +244,36 @@ def test_the_console_filter_decides_as_twisteds_with_one_level():
     for level in LogLevel.iterconstants():
         theirs = LogLevelFilterPredicate(defaultLogLevel=level)
         assert [AtLeast(level)(event) for event in events] == [theirs(event) for event in events]
+
+
+def test_a_failed_write_is_counted_every_time_and_said_once(tmp_path):
+    """A full disk must not take the server down, nor fail silently."""
+    clock = Clock()
+    reports: list[tuple[str, bool]] = []
+    logfile = LogFile(str(tmp_path / "jsongle.log"), 60, 3, clock, lambda what, error, warn=True: reports.append((what, warn)))
+    logfile.open()
+
+    class Full:
+        def write(self, text: str) -> None:
+            raise OSError(28, "No space left on device")
+
+        def flush(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    real, logfile._file = logfile._file, Full()
+    for _ in range(3):
+        logfile.write("x\n")
+        logfile.flush()
+    assert reports == [("log write", True), ("log write", False), ("log write", False)]
+    logfile._file = real
+    logfile.write("y\n")
+    logfile.flush()
+    logfile._file = Full()
+    logfile.write("z\n")
+    logfile.flush()
+    assert reports[-1] == ("log write", True)  # said again after a write succeeded
+    logfile._file = real
+    logfile.close()

@@ -8,8 +8,11 @@ from datetime import datetime, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jsongle.dates import iso_date
-from jsongle.signaling.messages import new_id
+from jsongle.dates import IsoDates, iso_date
+from jsongle.randompool import RandomPool
+from jsongle.signaling.messages import RandomIds
+
+new_id = RandomIds(RandomPool()).new
 
 
 def reference_date(seconds: float) -> str:
@@ -27,6 +30,16 @@ def test_iso_date_known_values():
 @given(st.floats(min_value=0, max_value=4e9, allow_nan=False))
 def test_iso_date_agrees_with_datetime(seconds):
     assert iso_date(seconds) == reference_date(seconds)
+
+
+_dates = IsoDates()
+
+
+@given(st.lists(st.floats(min_value=0, max_value=4e9, allow_nan=False), min_size=1, max_size=40))
+def test_cached_dates_agree_with_datetime(times):
+    """The cache of the last seconds and milliseconds never serves a stale text."""
+    for seconds in times + times[::-1] + [times[0] + 0.0005, times[0] + 1]:
+        assert _dates(seconds) == reference_date(seconds)
 
 
 def test_new_id_is_a_version_4_uuid():

@@ -22,25 +22,25 @@ from jsongle.metrics import BUSINESS, Metrics
 from jsongle.signaling.builtin import builtin_actions, builtin_queries
 from jsongle.signaling.handlers import HandlerSet
 from jsongle.socketio.server import ConnectRefused, SocketIOServer, encoded_size
-from tests.test_signaling_unit import SERVER_ID, FakeConnection, Server, pair
+from jsongle.randompool import RandomPool, SessionIds
+from tests.support.fakes import FakeConnection
+from tests.test_signaling_unit import SERVER_ID, Server, pair
 
 # -- fakes -----------------------------------------------------------------
 
 
 class SizedConnection(FakeConnection):
-    """A fake connection that reports sizes like the Socket.IO one, and a transport."""
+    """A fake connection that reports every send as 1000 bytes."""
 
     def __init__(self, sid: str, transport: str = "polling") -> None:
-        super().__init__(sid)
-        self.transport = transport
-        self.last_size = 0
+        super().__init__(sid, transport)
 
-    def emit(self, event: str, *args: Any, callback: Any = None) -> int:
-        super().emit(event, *args, callback=callback)
+    def send(self, message: Any) -> int:
+        super().send(message)
         return 1000
 
-    def emit_json(self, event: str, json_arg: bytes) -> int:
-        super().emit_json(event, json_arg)
+    def send_json(self, data: bytes) -> int:
+        super().send_json(data)
         return 1000
 
 
@@ -83,8 +83,9 @@ class Wire:
 
     def __init__(self, config: Config = Config()) -> None:
         self.server = Server(config)
-        self.socketio = SocketIOServer({"/": self.server.app}, self.server.clock)
-        self.socketio.on_refused = self.server.metrics.connect_refused
+        self.socketio = SocketIOServer(
+            {"/": self.server.app}, self.server.clock, 45.0, SessionIds(RandomPool()), self.server.metrics.connect_refused
+        )
         self.received = 0  # bytes of jsongle events the clients sent
         self.sent = 0  # bytes of jsongle events the clients got
 
@@ -228,7 +229,7 @@ def test_sizes_reported_by_the_connection_are_summed():
     connection = SizedConnection("sid-a")
     server.app.connect(connection, {})
     assert server.value("sent_total") == 1000 / 1e6
-    connection.last_size = 250
+    connection.received_size = 250
     server.app.event(connection, "jsongle", [{"jsongle": {}}], None)
     assert server.value("recv_total") == 250 / 1e6
     assert server.value("sent_total") == 2000 / 1e6

@@ -22,58 +22,28 @@ from jsongle.config import Config
 from jsongle.interfaces import IActionHandler, IHandlerRequest, IMessageBus
 from jsongle.metrics import Metrics
 from jsongle.signaling import errors
-from jsongle.signaling.application import SignalingApplication
 from jsongle.signaling.builtin import builtin_actions, builtin_queries
 from jsongle.signaling.errors import JsongleError
 from jsongle.signaling.handlers import HandlerSet
-from jsongle.signaling.rooms import InMemoryRoomRegistry, RoomCaps, RoomMember
+from jsongle.signaling.rooms import RoomMember
+from tests.support.fakes import FakeConnection, Parts, RecordingBus
 
 SERVER_ID = "jsongle-server"
 START = 1795514400.25  # 2026-11-24T10:00:00.250Z
 START_DATE = "2026-11-24T10:00:00.250Z"
 
 
-class FakeConnection:
-    """What the application sees of a Socket.IO connection; records emits."""
-
-    def __init__(self, sid: str) -> None:
-        self.sid = sid
-        self.remote = "127.0.0.1:40000"
-        self.state: Any = None
-        self.sent: list[dict[str, Any]] = []
-
-    def emit(self, event: str, *args: Any, callback: Any = None) -> None:
-        assert event == "jsongle" and len(args) == 1 and callback is None
-        self.sent.append(args[0])
-
-    def emit_json(self, event: str, json_arg: bytes) -> int:
-        assert event == "jsongle"
-        self.sent.append(json.loads(json_arg))
-        return len(json_arg)
-
-    def take(self) -> list[dict[str, Any]]:
-        """The messages received since the last take."""
-        sent, self.sent = self.sent, []
-        return sent
-
-    def take_one(self) -> dict[str, Any]:
-        sent = self.take()
-        assert len(sent) == 1, sent
-        return sent[0]
-
-
 class Server:
     """A SignalingApplication wired with explicit parts, and helpers to drive it."""
 
-    def __init__(self, config: Config = Config(), handlers: Optional[HandlerSet] = None) -> None:
+    def __init__(self, config: Config = Config(), handlers: Optional[HandlerSet] = None, bus: Any = None) -> None:
         self.clock = Clock()
         self.clock.advance(START)
-        self.metrics = Metrics(CollectorRegistry())
-        self.rooms = InMemoryRoomRegistry(
-            RoomCaps(config.max_members_per_room, config.max_members_per_multi_room, config.max_multi_room_per_user)
-        )
         self.handlers = handlers or HandlerSet(builtin_queries(), builtin_actions())
-        self.app = SignalingApplication(config, self.rooms, self.handlers, self.metrics, self.clock)
+        self.parts = Parts(config, self.clock, self.handlers, SERVER_ID, bus)
+        self.metrics = self.parts.metrics
+        self.rooms = self.parts.rooms
+        self.app = self.parts.app
         self._ids = itertools.count(1)
 
     def connect(self, uid: str) -> FakeConnection:
@@ -373,28 +343,10 @@ def test_handler_request_provides_its_interface():
 # -- members on other nodes ----------------------------------------------------
 
 
-@implementer(IMessageBus)
-class RecordingBus:
-    """A bus of node 'here' that records what it is asked to carry."""
-
-    node_id = "here"
-
-    def __init__(self) -> None:
-        self.carried: list[tuple[str, str, dict[str, Any]]] = []
-        self.deliver: Any = None
-
-    def send(self, node: str, connection_id: str, message: dict[str, Any]) -> None:
-        self.carried.append((node, connection_id, message))
-
-    def listen(self, deliver: Any) -> None:
-        self.deliver = deliver
-
-
 def test_copies_for_other_nodes_go_through_the_bus() -> None:
-    server = Server()
-    bus = RecordingBus()
+    server = Server(bus=lambda local: RecordingBus(local.send))
+    bus = server.parts.bus
     verifyObject(IMessageBus, bus)
-    server.app = SignalingApplication(Config(), server.rooms, server.handlers, server.metrics, server.clock, bus)
     alice = server.connect("alice")
     server.join(alice, "#muc#m", "muc-join")
     remote = RoomMember("sid-far", "bob", {"uid": "bob"}, "there")

@@ -3,6 +3,8 @@ reopens the log file and re-reads the console level."""
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import signal
 import time
@@ -81,17 +83,75 @@ def test_service_reload_and_bounded_shutdown(tmp_path):
     clock = Clock()
     signaling = Signaling(config, clock, HandlerSet(builtin_queries(), builtin_actions()))
     path = tmp_path / "jsongle.log"
-    logfile = LogFile(str(path), 3600, 3, clock)
+    logfile = LogFile(str(path), 3600, 3, clock, signaling.metrics.failed)
     console = ConsoleLevel("warn", LogPublisher())
     root = JsongleService(signaling, console, [], logfile, str(env))
     root.startService()
     env.write_text("logDefaultLevel=debug\n", encoding="utf-8")
     root.reload()
     assert console.name == "debug"
+    # No session: nothing to wait for.
     stopped = root.stopService()
     fired: list[object] = []
     stopped.addBoth(fired.append)
-    assert fired == []
-    clock.advance(2.0)
     assert fired == [None]
     assert logfile.closed and not clock.getDelayedCalls()
+
+
+class LingeringTransport:
+    """A polling-like transport: once closed, its session stays findable
+    until the client's next GET, which may never come."""
+
+    name = "polling"
+
+    def __init__(self) -> None:
+        self.session = None
+        self.sent = []
+
+    def send(self, packets) -> None:
+        self.sent.extend(packets)
+
+    def send_text(self, message: bytes) -> None:
+        self.sent.append(message)
+
+    def close(self, notify: bool = True) -> None:
+        self.session.server.retain(self.session)
+
+    def next_get(self) -> None:
+        self.session.server.forget(self.session)
+
+
+@pytest.mark.parametrize("client_polls", [True, False])
+def test_shutdown_waits_for_the_sessions_to_close_and_no_longer(tmp_path, client_polls):
+    """The wait ends when the last session is gone (plus a short grace for
+    the last frames), and after shutdownTimeout at most."""
+    from twisted.internet.task import Clock
+    from twisted.logger import LogPublisher
+
+    from jsongle.config import Config
+    from jsongle.logs import ConsoleLevel
+    from jsongle.signaling.builtin import builtin_actions, builtin_queries
+    from jsongle.signaling.handlers import HandlerSet
+    from jsongle.tap import JsongleService, Signaling
+
+    clock = Clock()
+    signaling = Signaling(Config(shutdown_timeout=2.0), clock, HandlerSet(builtin_queries(), builtin_actions()))
+    root = JsongleService(signaling, ConsoleLevel("warn", LogPublisher()), [])
+    root.startService()
+    transport = LingeringTransport()
+    transport.session = signaling.engine.open(transport, "127.0.0.1", [])
+    stopped = root.stopService()
+    fired: list[object] = []
+    stopped.addBoth(fired.append)
+    assert fired == [] and len(signaling.engine) == 1
+    if client_polls:
+        clock.advance(0.05)
+        transport.next_get()  # the CLOSE reaches the client: its session is gone
+        clock.advance(0.2)
+        assert fired == [None]
+    else:
+        clock.advance(1.9)
+        assert fired == []
+        clock.advance(0.1)
+        assert fired == [None]
+    assert not clock.getDelayedCalls()

@@ -24,6 +24,7 @@ from jsongle.config import DEFAULT_CONFIG
 from jsongle.engineio.resource import engineio_site
 from jsongle.engineio.server import EngineOptions, EngineServer
 from jsongle.engineio.websocket import EngineWebSocketFactory
+from jsongle.randompool import RandomPool, SessionIds
 from jsongle.tap import tls_options
 from tests.support.tls import write_self_signed
 
@@ -65,7 +66,7 @@ def _listen(how: str, site, tmp_path):
 @pytest.mark.parametrize("how", ["tcp", "tls", "tls-layer"])
 @pytest_twisted.inlineCallbacks
 def test_an_open_websocket_lets_go_of_its_http_request_and_handshake(tmp_path, how):
-    engine = EngineServer(EngineOptions(), reactor, on_open=lambda session: None)
+    engine = EngineServer(EngineOptions(), reactor, lambda session: None, SessionIds(RandomPool()))
     port, client_tls = _listen(how, engineio_site(engine), tmp_path)
     opened: defer.Deferred = defer.Deferred()
     creator = protocol.ClientCreator(reactor, UpgradingClient, opened)
@@ -95,7 +96,7 @@ def test_an_open_websocket_lets_go_of_its_http_request_and_handshake(tmp_path, h
 
 
 def test_a_new_connection_takes_the_factory_options():
-    engine = EngineServer(EngineOptions(max_payload=12345), Clock(), on_open=lambda session: None)
+    engine = EngineServer(EngineOptions(max_payload=12345), Clock(), lambda session: None, SessionIds(RandomPool()))
     factory = EngineWebSocketFactory(engine)
     websocket = factory.buildProtocol(None)
     websocket.makeConnection(StringTransport())

@@ -30,6 +30,7 @@ from jsongle.engineio.server import EngineOptions, EngineServer
 from jsongle.engineio.websocket import EngineWebSocketProtocol
 from jsongle.engineio.wsframes import FastFrameProtocol, protocol_options
 from jsongle.engineio.wshandshake import HandshakeRefused, accept_key, check_opening_handshake
+from jsongle.randompool import RandomPool, SessionIds
 from tests.support.wsframe import CLOSE, PING, PONG, TEXT, ServerTransport, close_frame, frame, parse_server_frames
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40000)
@@ -250,7 +251,7 @@ class TCPLike(StringTransport):
 
 def connect_to_engine(data: bytes, **options) -> tuple[TCPLike, EngineServer]:
     """Feed ``data`` to the daemon's HTTP site on a fresh connection."""
-    engine = EngineServer(EngineOptions(**options), Clock(), on_open=lambda session: None)
+    engine = EngineServer(EngineOptions(**options), Clock(), lambda session: None, SessionIds(RandomPool()))
     connection = TCPLike(peerAddress=PEER)
     connection.protocol = engineio_site(engine).buildProtocol(PEER)
     connection.protocol.makeConnection(connection)

@@ -26,19 +26,17 @@ def node_channel(node_id: str) -> str:
 
 @implementer(IMessageBus)
 class RedisBus:
-    """Publishes copies for other nodes; hands those for this node to ``deliver``."""
+    """Publishes copies for other nodes; hands those for this node to ``deliver``
+    (``deliver(connection_id, message)``: this process's connections)."""
 
-    def __init__(self, link: RedisLink, node_id: str) -> None:
+    def __init__(self, link: RedisLink, node_id: str, deliver: Callable[[str, dict[str, Any]], Any]) -> None:
         self.link = link
         self.node_id = node_id
-        self._deliver: Callable[[str, dict[str, Any]], None] = lambda connection_id, message: None
+        self._deliver = deliver
 
     def send(self, node: str, connection_id: str, message: dict[str, Any]) -> None:
         data = json.dumps({"t": "msg", "to": connection_id, "m": message}, separators=(",", ":"))
         self.link.publish(node_channel(node), data)
-
-    def listen(self, deliver: Callable[[str, dict[str, Any]], None]) -> None:
-        self._deliver = deliver
 
     def received(self, envelope: dict[str, Any]) -> None:
         self._deliver(envelope["to"], envelope["m"])

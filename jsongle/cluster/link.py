@@ -11,7 +11,7 @@ The protocol objects come from txredisapi; only this module knows it.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional, Protocol
 
 import txredisapi
 from twisted.internet.defer import Deferred, fail, succeed
@@ -60,8 +60,10 @@ class _Slot:
     def __init__(
         self, name: str, make: Callable[[], Any], reactor: IReactorTCP, clock: IReactorTime,
         address: RedisAddress, backoff: Backoff, changed: Callable[[], None], prepare: Callable[[Any], Deferred],
+        connect_timeout: float,
     ) -> None:
         self.name = name
+        self._connect_timeout = connect_timeout
         self._make = make
         self._reactor = reactor
         self._clock = clock
@@ -99,7 +101,7 @@ class _Slot:
         if self._stopped:
             return
         self._attempts += 1
-        endpoint = HostnameEndpoint(self._reactor, self._address.host, self._address.port, timeout=5)
+        endpoint = HostnameEndpoint(self._reactor, self._address.host, self._address.port, timeout=self._connect_timeout)
         protocol = self._make()
         connectProtocol(endpoint, protocol).addCallback(lambda _: protocol.whenConnected()).addCallback(
             self._prepare
@@ -138,44 +140,72 @@ class _Slot:
             self._retry = self._clock.callLater(self._backoff.next(), self._connect)
 
 
+class LinkListener(Protocol):
+    """Who a link reports to (the cluster node), given when it starts."""
+
+    def link_up(self) -> None:
+        """Both connections are usable (again)."""
+
+    def link_down(self) -> None:
+        """A connection was lost: work that needs Redis must be refused."""
+
+    def received(self, raw: str) -> None:
+        """A message published on the link's channel."""
+
+
+class LinkTimeouts(NamedTuple):
+    """Config ``redisConnectTimeout``, ``redisReplyTimeout``: seconds."""
+
+    connect: float = 5.0
+    reply: float = 10.0
+
+
 class RedisLink:
-    """Commands and one subscription to Redis, with ``on_up``/``on_down`` hooks."""
+    """Commands and one subscription to Redis; reports to the listener it was started with."""
 
     def __init__(
         self, address: RedisAddress, channel: str, reactor: Any, clock: IReactorTime,
-        on_message: Callable[[str], None], backoff_first: float = 0.1, backoff_most: float = 2.0,
-        reply_timeout: float = 10.0,
+        failed: Callable[..., None], timeouts: LinkTimeouts,
+        backoff_first: float = 0.1, backoff_most: float = 2.0,
     ) -> None:
         self.address = address
         self.clock = clock
-        self.reply_timeout = reply_timeout
+        self.reply_timeout = timeouts.reply
         self.channel = channel
-        self.on_up: Callable[[], None] = lambda: None
-        self.on_down: Callable[[], None] = lambda: None
-        self._on_message = on_message
+        #: ``failed(what, error, warn)``: a PUBLISH that could not be sent (Metrics.failed).
+        self._failed = failed
+        self._listener: Optional[LinkListener] = None
         self._up = False
+        #: PUBLISHes fail in streaks (Redis away): each is counted, the first said.
+        self._publish_failing = False
 
         def subscriber() -> Any:
             protocol = _Subscriber(replyTimeout=None)
-            protocol.on_message = lambda channel, data: self._on_message(data)
+            protocol.on_message = lambda channel, data: self._message(data)
             return protocol
 
         self._commands = _Slot(
             "command", lambda: txredisapi.RedisProtocol(replyTimeout=None), reactor, clock, address,
-            Backoff(backoff_first, backoff_most), self._changed, self._authenticate,
+            Backoff(backoff_first, backoff_most), self._changed, self._authenticate, timeouts.connect,
         )
         self._subscription = _Slot(
             "subscriber", subscriber, reactor, clock, address,
-            Backoff(backoff_first, backoff_most), self._changed, self._subscribe,
+            Backoff(backoff_first, backoff_most), self._changed, self._subscribe, timeouts.connect,
         )
 
     @property
     def up(self) -> bool:
         return self._up
 
-    def start(self) -> None:
+    def start(self, listener: LinkListener) -> None:
+        """Connect, and from now on report to ``listener``."""
+        self._listener = listener
         self._commands.start()
         self._subscription.start()
+
+    def _message(self, data: str) -> None:
+        if self._listener is not None:
+            self._listener.received(data)
 
     def stop(self) -> Deferred:
         from twisted.internet.defer import gatherResults
@@ -200,7 +230,10 @@ class RedisLink:
         if up == self._up:
             return
         self._up = up
-        (self.on_up if up else self.on_down)()
+        if up:
+            self._publish_failing = False
+        if self._listener is not None:
+            (self._listener.link_up if up else self._listener.link_down)()
 
     # -- commands ----------------------------------------------------------
 
@@ -247,11 +280,19 @@ class RedisLink:
     def publish(self, channel: str, data: str) -> None:
         """Fire and forget: a message for a node that Redis cannot carry now is lost."""
         protocol = self._commands.protocol
-        if protocol is not None:
-            try:
-                protocol.execute_command("PUBLISH", channel, data).addErrback(lambda _: None)
-            except txredisapi.ConnectionError:
-                pass
+        if protocol is None:
+            self._publish_failed(f"redis is not connected: a message for {channel} is lost")
+            return
+        try:
+            protocol.execute_command("PUBLISH", channel, data).addErrback(
+                lambda failure: self._publish_failed(failure.getErrorMessage())
+            )
+        except txredisapi.ConnectionError as error:
+            self._publish_failed(str(error))
+
+    def _publish_failed(self, error: str) -> None:
+        self._failed("publish", error, not self._publish_failing)
+        self._publish_failing = True
 
 
 def _unavailable(failure: Any) -> Any:

@@ -49,7 +49,7 @@ class ClusterNode(Service):
 
     def __init__(
         self, link: RedisLink, registry: RedisRoomRegistry, bus: RedisBus, clock: IReactorTime, node_timeout: float,
-        local_users: Callable[[], int] = lambda: 0,
+        local_users: Callable[[], int], failed: Callable[..., None],
     ) -> None:
         self.link = link
         self.registry = registry
@@ -58,6 +58,8 @@ class ClusterNode(Service):
         self.node_id = registry.node_id
         self.node_timeout = node_timeout
         self.local_users = local_users
+        #: ``failed(what, error)``: background work that failed (Metrics.failed).
+        self._failed = failed
         self.stats = ClusterStats()
         self._loop = LoopingCall(self.tick)
         self._loop.clock = clock
@@ -65,8 +67,6 @@ class ClusterNode(Service):
         #: Until Redis is first reached: what it holds under this node id is
         #: from an earlier life of the node (same nodeId, restarted) and goes.
         self._first = True
-        link.on_up = self._up
-        link.on_down = self._down
 
     @property
     def interval(self) -> float:
@@ -77,7 +77,7 @@ class ClusterNode(Service):
         super().startService()
         self.log.info("cluster node {node} on redis {host}:{port}", node=self.node_id,
                       host=self.link.address.host, port=self.link.address.port)
-        self.link.start()
+        self.link.start(self)
         self._loop.start(self.interval, now=False)
 
     def stopService(self) -> Deferred:
@@ -87,11 +87,13 @@ class ClusterNode(Service):
             self._loop.stop()
         done: Deferred = succeed(None)
         if self.link.up:
-            done = self.registry.sweep(self.node_id, force=True).addErrback(lambda _: None)
+            done = self.registry.sweep(self.node_id, force=True).addErrback(
+                lambda f: self._failed("sweep", f"leaving the cluster: {f.getErrorMessage()}")
+            )
         return done.addCallback(lambda _: self.link.stop())
 
     def received(self, raw: Any) -> None:
-        """A message on this node's channel: a room snapshot or a delivery."""
+        """LinkListener: a message on this node's channel: a room snapshot or a delivery."""
         try:
             envelope = json.loads(raw)
             if envelope["t"] == "room":
@@ -101,19 +103,21 @@ class ClusterNode(Service):
         except Exception:
             self.log.failure("bad message on the node channel")
 
-    def _up(self) -> None:
+    def link_up(self) -> None:
+        """LinkListener: Redis reachable (again)."""
         if self._first:
             self._first = False
             self.log.info("redis reachable: node {node} joins the cluster", node=self.node_id)
             self.registry.sweep(self.node_id, force=True).addErrback(
-                lambda f: self.log.failure("clearing an earlier life of this node failed", f)
+                lambda f: self._failed("sweep", f"clearing an earlier life of node {self.node_id}: {f.getErrorMessage()}")
             )
         else:
             self.log.info("redis reachable again: resynchronising node {node}", node=self.node_id)
         self.tick()
-        self.registry.resync().addErrback(lambda f: self.log.failure("resynchronising failed", f))
+        self.registry.resync().addErrback(lambda f: self._failed("resync", f.getErrorMessage()))
 
-    def _down(self) -> None:
+    def link_down(self) -> None:
+        """LinkListener: Redis lost."""
         self.log.warn("redis unreachable: local clients keep relaying, joins answer 503001")
 
     def tick(self) -> Deferred:
@@ -124,7 +128,7 @@ class ClusterNode(Service):
         ttl = str(int(self.node_timeout * 1000))
         beat = self.link.script(scripts.HEARTBEAT, [], [self.node_id, ttl, str(self.local_users()), secrets.token_hex(8)])
         beat.addCallback(self._beaten)
-        beat.addErrback(lambda f: self.log.debug("heartbeat failed: {error}", error=f.getErrorMessage()))
+        beat.addErrback(lambda f: self._failed("heartbeat", f.getErrorMessage()))
 
         def done(result: Any) -> Any:
             self._ticking = False
@@ -141,4 +145,5 @@ class ClusterNode(Service):
         for node in answer.get("dead", ()):
             if node != self.node_id:
                 sweeps.addCallback(lambda _, node=node: self.registry.sweep(node))
+                sweeps.addErrback(lambda f, node=node: self._failed("sweep", f"node {node}: {f.getErrorMessage()}"))
         return sweeps

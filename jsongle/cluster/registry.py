@@ -24,10 +24,11 @@ from zope.interface import implementer
 from jsongle.cluster import scripts
 from jsongle.cluster.link import RedisLink, RedisUnavailable
 from jsongle.interfaces import IRoomRegistry
-from jsongle.signaling import errors
+from jsongle.signaling import errors, roomrules
+from jsongle.signaling.announcer import Announcer
 from jsongle.signaling.errors import JsongleError
-from jsongle.signaling.messages import MUC
-from jsongle.signaling.rooms import JoinResult, LeaveResult, Room, RoomCaps, RoomMember
+from jsongle.signaling.rooms import JoinResult, LeaveResult, Room, RoomMember
+from jsongle.signaling.roomrules import RoomCaps
 
 UNAVAILABLE_DETAILS = "Rooms are unavailable: the cluster's Redis cannot be reached; try again later"
 
@@ -56,10 +57,14 @@ class RedisRoomRegistry:
 
     log = Logger()
 
-    def __init__(self, link: RedisLink, node_id: str, caps: RoomCaps = RoomCaps()) -> None:
+    def __init__(self, link: RedisLink, node_id: str, caps: RoomCaps, announcer: Announcer) -> None:
         self.link = link
         self.node_id = node_id
         self.caps = caps
+        #: Tells members of this node about leaves later than their disconnect
+        #: (Redis was away) or of a dead node, and about the ``left`` and
+        #: ``joined`` they missed while this node's link was down.
+        self.announcer = announcer
         #: Rooms with at least one member on this node.
         self._rooms: dict[str, Room] = {}
         #: Sequence number of the last change applied per room (kept a while
@@ -70,13 +75,6 @@ class RedisRoomRegistry:
         #: The token Redis holds for its current life (set by the heartbeat):
         #: the same token after a reconnection means Redis kept its state.
         self.epoch: Optional[str] = None
-        #: Called with the LeaveResults of connections that left later than
-        #: their disconnect (Redis was away) or whose node died, and of those
-        #: this node's members missed while its link was down.
-        self.announce: Callable[[LeaveResult], None] = lambda result: None
-        #: ``(rid, kind, member, targets)``: tell ``targets`` that ``member``
-        #: joined (missed while this node's link was down, or back after it).
-        self.announce_join: Callable[[str, str, RoomMember, tuple[RoomMember, ...]], None] = lambda *args: None
 
     # -- IRoomRegistry -----------------------------------------------------
 
@@ -95,7 +93,7 @@ class RedisRoomRegistry:
     def _joined(self, answer: dict[str, Any], rid: str, kind: str, member: RoomMember) -> JoinResult:
         outcome = answer["r"]
         if outcome == "err":
-            raise _join_error(answer["code"], rid, kind)
+            raise roomrules.join_refusal(answer["code"], rid, kind)
         room = self._apply(rid, answer["seq"], answer["room"])
         assert room is not None
         others = tuple(m for m in room.members if m.connection_id != member.connection_id)
@@ -112,8 +110,7 @@ class RedisRoomRegistry:
 
     def _left(self, answer: dict[str, Any], rid: str) -> LeaveResult:
         if answer["r"] == "none":
-            label = "multiroom" if answer["kind"] == MUC else "room"
-            raise JsongleError(errors.NOT_A_MEMBER, f"Not member of {label} {rid}")
+            raise roomrules.not_a_member(rid, answer["kind"])
         return self._result(answer)
 
     def leave_all(self, connection_id: str) -> Deferred:
@@ -210,7 +207,7 @@ class RedisRoomRegistry:
         if kept and answer["r"] == "ok" and room is not None:
             # Swept while away: the others were told it left; now it is back.
             others = tuple(m for m in room.members if m.connection_id != member.connection_id)
-            self.announce_join(rid, room.kind, member, others)
+            self.announcer.joined(rid, room.kind, member, others)
 
     def _tell_missed(self, before: dict[str, Room]) -> None:
         """Events this node's members missed while its link was down."""
@@ -223,10 +220,10 @@ class RedisRoomRegistry:
             then = {m.connection_id for m in old.members}
             for gone in old.members:
                 if gone.node != self.node_id and gone.connection_id not in now:
-                    self.announce(LeaveResult(rid, new.kind, gone, locals_))
+                    self.announcer.left(LeaveResult(rid, new.kind, gone, locals_))
             for came in new.members:
                 if came.node != self.node_id and came.connection_id not in then:
-                    self.announce_join(rid, new.kind, came, locals_)
+                    self.announcer.joined(rid, new.kind, came, locals_)
 
     def _leave_pending(self) -> Deferred:
         pending, self._pending_leaves = self._pending_leaves, []
@@ -238,8 +235,7 @@ class RedisRoomRegistry:
         return DeferredList(leaves, consumeErrors=True)
 
     def _announce_all(self, results: Iterable[LeaveResult]) -> None:
-        for result in results:
-            self.announce(result)
+        self.announcer.left_all(results)
 
     def sweep(self, node: str, force: bool = False) -> Deferred:
         """Remove a dead node's connections from every room; announce the leaves."""
@@ -252,15 +248,6 @@ class RedisRoomRegistry:
             self.log.warn("node {node} is gone: {count} member(s) removed from their rooms", node=node, count=len(results))
         self._announce_all(results)
         return results
-
-
-def _join_error(code: int, rid: str, kind: str) -> JsongleError:
-    if code == errors.TOO_MANY_ROOMS:
-        return JsongleError(code, "Max number of multi rooms per user already reached")
-    if code == errors.FULL:
-        label = "multi room" if kind == MUC else "room"
-        return JsongleError(code, f"Max number of members per {label} already reached")
-    return JsongleError(errors.BAD_PARAMETERS, f"Room {rid} is not a {'multiroom' if kind == MUC else 'room'}")
 
 
 def _map_unavailable(failure: Failure) -> Any:

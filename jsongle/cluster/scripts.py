@@ -19,10 +19,16 @@ life of the data.
 
 from __future__ import annotations
 
+from jsongle.signaling import errors
+
 PREFIX = "jsongle:"
 
 _COMMON = r"""
 local P = 'jsongle:'
+-- The codes of jsongle.signaling.roomrules (filled in below).
+local FULL = %(full)d
+local TOO_MANY_ROOMS = %(too_many_rooms)d
+local WRONG_KIND = %(wrong_kind)d
 
 local function load(rid)
   local raw = redis.call('GET', P .. 'room:' .. rid)
@@ -65,7 +71,7 @@ end
 local function join(rid, kind, member, caps, force)
   local room = load(rid)
   if room then
-    if room.k ~= kind then return {r = 'err', code = 400001, kind = room.k} end
+    if room.k ~= kind then return {r = 'err', code = WRONG_KIND, kind = room.k} end
     for _, m in ipairs(room.m) do
       if m[1] == member[1] then
         return {r = 'already', room = room, seq = tonumber(redis.call('GET', P .. 'seq') or '0')}
@@ -78,14 +84,14 @@ local function join(rid, kind, member, caps, force)
   if kind == 'muc' then
     local mucs = P .. 'mucs:' .. member[2]
     if not force then
-      if count >= caps[2] then return {r = 'err', code = 403001} end
+      if count >= caps[2] then return {r = 'err', code = FULL} end
       if redis.call('HEXISTS', mucs, rid) == 0 and redis.call('HLEN', mucs) >= caps[3] then
-        return {r = 'err', code = 403003}
+        return {r = 'err', code = TOO_MANY_ROOMS}
       end
     end
     redis.call('HINCRBY', mucs, rid, 1)
   elseif count >= caps[1] and not force then
-    return {r = 'err', code = 403001}
+    return {r = 'err', code = FULL}
   end
   local before = copy(room.m)
   room.m[count + 1] = member
@@ -133,7 +139,7 @@ local function leave_all(cid)
   redis.call('DEL', P .. 'conn:' .. cid)
   return results
 end
-"""
+""" % {"full": errors.FULL, "too_many_rooms": errors.TOO_MANY_ROOMS, "wrong_kind": errors.BAD_PARAMETERS}
 
 #: ARGV: rid, kind, cid, uid, identity JSON, node, maxMembersPerRoom,
 #: maxMembersPerMultiRoom, maxMultiRoomPerUser, force (1 skips the caps).

@@ -6,14 +6,15 @@ through ``on_open``, which attaches a listener to each new session.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
 from twisted.internet.interfaces import IReactorTime
 
-from jsongle.engineio.session import SERVER_SHUTDOWN, EngineSession, Transport
-from jsongle.randompool import RandomPool
+from twisted.internet.defer import Deferred, succeed
+
+from jsongle.engineio.session import SERVER_SHUTDOWN, TRANSPORT_CLOSE, EngineSession, Transport
+from jsongle.randompool import SessionIds
 
 
 @dataclass(frozen=True)
@@ -29,15 +30,6 @@ class EngineOptions:
     max_buffered_bytes: int = 1048576
 
 
-_sid_bytes = RandomPool()
-
-
-def new_sid() -> str:
-    """An unguessable, URL-safe session id: 15 random bytes (120 bits) in 20
-    characters, as ``secrets.token_urlsafe(15)`` gives."""
-    return base64.urlsafe_b64encode(_sid_bytes.take(15)).decode("ascii")
-
-
 class EngineServer:
     """Owns every live Engine.IO session of this process."""
 
@@ -46,15 +38,18 @@ class EngineServer:
         options: EngineOptions,
         clock: IReactorTime,
         on_open: Callable[[EngineSession], None],
+        ids: SessionIds,
     ) -> None:
         self.options = options
         self.clock = clock
+        self.ids = ids
         self._on_open = on_open
         self._sessions: dict[str, EngineSession] = {}
+        self._drain_waiters: list[Deferred[None]] = []
 
     def open(self, transport: Transport, remote: str, upgrades: list[str]) -> EngineSession:
         """Start a session on ``transport``: open packet, heartbeat, listener."""
-        sid = new_sid()
+        sid = self.ids.new()
         session = EngineSession(sid, self, transport, self.clock, remote)
         self._sessions[sid] = session
         session.open(upgrades)
@@ -71,6 +66,24 @@ class EngineServer:
     def forget(self, session: EngineSession) -> None:
         if self._sessions.get(session.sid) is session:
             del self._sessions[session.sid]
+            if self._drain_waiters and self.drained():
+                waiters, self._drain_waiters = self._drain_waiters, []
+                for waiter in waiters:
+                    if not waiter.called:  # not timed out meanwhile
+                        waiter.callback(None)
+
+    def drained(self) -> bool:
+        """True when no session is left but those whose client closed them
+        (kept only to answer a GET racing the client's close)."""
+        return all(session.close_reason == TRANSPORT_CLOSE for session in self._sessions.values())
+
+    def when_drained(self) -> "Deferred[None]":
+        """Fires once :meth:`drained` (at once if it is): the shutdown waits on this."""
+        if self.drained():
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._drain_waiters.append(waiter)
+        return waiter
 
     def __len__(self) -> int:
         return len(self._sessions)

@@ -7,7 +7,7 @@ Socket.IO either: it hands each MESSAGE to its ``listener``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional, Protocol
+from typing import Any, Optional, Protocol
 
 import orjson
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -15,10 +15,6 @@ from twisted.logger import Logger
 
 from jsongle.engineio import packet as eio
 from jsongle.engineio.packet import Packet
-
-if TYPE_CHECKING:  # pragma: no cover
-    from jsongle.engineio.server import EngineServer
-
 
 class Transport(Protocol):
     """What a session needs from the transport that carries it."""
@@ -31,6 +27,17 @@ class Transport(Protocol):
         """One text MESSAGE whose data is already UTF-8 (see :meth:`EngineSession.send_text`)."""
 
     def close(self, notify: bool = True) -> None: ...
+
+
+class SessionOwner(Protocol):
+    """What a session needs of the registry that owns it (the EngineServer)."""
+
+    options: Any
+    clock: IReactorTime
+
+    def retain(self, session: "EngineSession") -> None: ...
+
+    def forget(self, session: "EngineSession") -> None: ...
 
 
 class Listener(Protocol):
@@ -71,7 +78,7 @@ class EngineSession:
     def __init__(
         self,
         sid: str,
-        server: "EngineServer",
+        server: SessionOwner,
         transport: Transport,
         clock: IReactorTime,
         remote: str,

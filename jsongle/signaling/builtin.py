@@ -12,6 +12,7 @@ from jsongle.interfaces import IActionHandler, IQueryHandler
 from jsongle.signaling import errors
 from jsongle.signaling import messages as m
 from jsongle.signaling.errors import JsongleError
+from jsongle.signaling.greeting import HELLO
 from jsongle.signaling.fields import invalid, string_problem
 from jsongle.signaling.rooms import JoinResult, LeaveResult
 
@@ -46,7 +47,7 @@ def _identity_problem(description: Any, config: Any) -> Optional[str]:
 class HelloHandler:
     """The client's answer to the server's session-hello: its identity."""
 
-    query = "session-hello"
+    query = HELLO
     action = m.IQ_RESULT
 
     def handle(self, request: Any) -> None:
@@ -54,13 +55,16 @@ class HelloHandler:
         transaction = request.jsongle.get("transaction")
         problem = _identity_problem(description, request.config)
         if problem is not None:
-            request.reply(m.ack(request.server_id, request.reply_to, "failed", transaction))
+            request.reply(request.messages.ack(request.reply_to, "failed", transaction))
             request.error(errors.BAD_PARAMETERS, problem)
             return
         member = request.member
         if not member.registered:
-            member.register(description["uid"], description.get("dn"))
-        request.reply(m.ack(request.server_id, request.reply_to, "success", transaction))
+            identity = {"uid": description["uid"]}
+            if description.get("dn") is not None:
+                identity["dn"] = description["dn"]
+            member.register(description["uid"], identity)
+        request.reply(request.messages.ack(request.reply_to, "success", transaction))
 
 
 @implementer(IPlugin, IQueryHandler)
@@ -77,15 +81,10 @@ class JoinHandler:
         return joined.addCallback(self._joined, request, rid)
 
     def _joined(self, result: JoinResult, request: Any, rid: str) -> dict[str, Any]:
-        member = request.member
         if not result.already:
             if result.created:
                 request.metrics.conferences.inc()
-            for other in result.others:
-                request.send_to(
-                    other,
-                    m.event(request.server_id, other.connection_id, self.kind, "joined", {"member": member.identity, "rid": rid}),
-                )
+            request.announce_join(rid, self.kind, request.member.ref, result.others)
         return {"members": [other.identity for other in result.others], "rid": rid}
 
 
@@ -161,7 +160,7 @@ class ProposeHandler:
             message = dict(message)
             message["jsongle"] = dict(request.jsongle, description={})
         request.relay(message)
-        request.reply(m.session_info(request.server_id, request.reply_to, request.jsongle, "trying", {"tried": request.now()}))
+        request.reply(request.messages.session_info(request.reply_to, request.jsongle, "trying", {"tried": request.now()}))
 
 
 @implementer(IPlugin, IActionHandler)
@@ -199,15 +198,10 @@ class AcknowledgedRelayHandler(RelayHandler):
     def handle(self, request: Any) -> None:
         super().handle(request)
         namespace = request.jsongle.get("namespace")
-        request.reply(
-            m.event(
-                request.server_id,
-                request.reply_to,
-                namespace,
-                "ack",
-                {"acknowledged": request.now(), "mid": request.message.get("id"), "type": "server-received"},
-            )
-        )
+        description = {"acknowledged": request.now(), "mid": request.message.get("id"), "type": "server-received"}
+        if description["mid"] is None:  # absent, not null (JSON.stringify drops undefined)
+            del description["mid"]
+        request.reply(request.messages.event(request.reply_to, namespace, "ack", description))
         if self.action == "session-text" and namespace == m.MUC:
             request.metrics.messages.inc()
 

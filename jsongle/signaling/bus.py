@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from zope.interface import implementer
 
@@ -16,7 +16,4 @@ class LocalBus:
     node_id = ""
 
     def send(self, node: str, connection_id: str, message: dict[str, Any]) -> None:
-        pass
-
-    def listen(self, deliver: Callable[[str, dict[str, Any]], None]) -> None:
-        pass
+        """Never called: a member of another node exists only in a cluster."""

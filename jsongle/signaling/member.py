@@ -1,39 +1,38 @@
-"""A connected client as JSONgle sees it: an id and, after hello, an identity."""
+"""A connected client as JSONgle sees it: its connection and, after hello, an identity."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
+from zope.interface import implementer
+
+from jsongle.interfaces import IConnection, IMember
 from jsongle.signaling.ratelimit import FloodGuard
 from jsongle.signaling.rooms import RoomMember
 
 
+@implementer(IMember)
 class Member:
-    """Per-connection JSONgle state; sends through a callable, not a transport."""
+    """Per-connection JSONgle state."""
 
-    __slots__ = ("connection_id", "uid", "dn", "connected_at", "hello_transaction", "deliver", "flood", "_ref")
+    __slots__ = ("connection", "connection_id", "uid", "connected_at", "hello_transaction", "flood", "_ref")
 
-    def __init__(self, connection_id: str, deliver: Callable[[dict[str, Any]], None], connected_at: float) -> None:
-        self.connection_id = connection_id
-        self.deliver = deliver
+    def __init__(self, connection: IConnection, connected_at: float, flood: Optional[FloodGuard]) -> None:
+        self.connection = connection
+        self.connection_id: str = connection.id
         self.connected_at = connected_at
         self.uid: Optional[str] = None
-        self.dn: Optional[str] = None
         self.hello_transaction: Optional[str] = None
         #: The incoming-message budget (None when rate limits are off).
-        self.flood: Optional[FloodGuard] = None
+        self.flood = flood
         self._ref: Optional[RoomMember] = None
 
     @property
     def registered(self) -> bool:
         return self.uid is not None
 
-    def register(self, uid: str, dn: Optional[str]) -> None:
+    def register(self, uid: str, identity: dict[str, Any]) -> None:
         self.uid = uid
-        self.dn = dn
-        identity: dict[str, Any] = {"uid": uid}
-        if dn is not None:
-            identity["dn"] = dn
         self._ref = RoomMember(self.connection_id, uid, identity)
 
     @property

@@ -1,8 +1,15 @@
-"""Building JSONgle envelopes the server sends."""
+"""Building the JSONgle envelopes the server sends.
+
+:class:`Messages` stamps each with a fresh id, the server's id as ``from``
+and dates from the injected clock; the service builds one and every part
+that answers clients uses it.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Mapping, Optional
+
+from twisted.internet.interfaces import IReactorTime
 
 from jsongle.randompool import RandomPool
 
@@ -18,6 +25,9 @@ SESSION_INFO = "session-info"
 ROOM = "room"
 MUC = "muc"
 
+JOINED = "joined"
+LEFT = "left"
+
 
 #: The RFC 4122 variant bits (10xx) applied to the first hex digit of the 4th group.
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
@@ -31,63 +41,81 @@ class RandomIds:
 
     __slots__ = ("_random",)
 
-    def __init__(self) -> None:
-        self._random = RandomPool()
+    def __init__(self, random: RandomPool) -> None:
+        self._random = random
 
     def new(self) -> str:
         h = self._random.take(16).hex()
         return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
-new_id = RandomIds().new
+def reply_address(message: Any, connection_id: str) -> str:
+    """The ``to`` of answers: the sender's ``from`` when it is a string (echoed,
+    never used for routing), else its connection id."""
+    if message.__class__ is dict:
+        sender = message.get("from")
+        if sender.__class__ is str:
+            return sender
+    return connection_id
 
 
-def envelope(sender: str, to: Optional[str], jsongle: dict[str, Any]) -> dict[str, Any]:
-    """A message; absent values are left out, as JSON.stringify does in Node."""
-    message = {"id": new_id(), "from": sender, "to": to, "jsongle": {k: v for k, v in jsongle.items() if v is not None}}
-    if to is None:
-        del message["to"]
-    return message
+def _present(jsongle: Mapping[str, Any]) -> dict[str, Any]:
+    """Absent values are left out, as JSON.stringify does in Node."""
+    return {k: v for k, v in jsongle.items() if v is not None}
 
 
-def iq(sender: str, to: Optional[str], action: str, transaction: Any, query: Any, description: Any) -> dict[str, Any]:
-    return envelope(
-        sender,
-        to,
-        {"action": action, "query": query, "transaction": transaction, "description": description},
-    )
+class Messages:
+    """What the server says: envelopes with a fresh id, ``from`` the server id."""
 
+    __slots__ = ("server_id", "_new_id", "_date", "_clock")
 
-def ack(sender: str, to: Optional[str], status: str, transaction: Any) -> dict[str, Any]:
-    return envelope(sender, to, {"action": ACK, "status": status, "transaction": transaction})
+    def __init__(self, server_id: str, ids: RandomIds, date: Callable[[float], str], clock: IReactorTime) -> None:
+        self.server_id = server_id
+        self._new_id = ids.new
+        self._date = date
+        self._clock = clock
 
+    def new_id(self) -> str:
+        return self._new_id()
 
-def session_error(sender: str, to: Optional[str], code: int, details: str) -> dict[str, Any]:
-    return envelope(
-        sender, to, {"action": SESSION_ERROR, "description": {"errorCode": code, "errorDetails": details}}
-    )
+    def now(self) -> str:
+        """The current date as ISO-8601 UTC with milliseconds."""
+        return self._date(self._clock.seconds())
 
+    def date(self, seconds: float) -> str:
+        return self._date(seconds)
 
-def event(sender: str, to: Optional[str], namespace: Any, name: str, description: Any) -> dict[str, Any]:
-    return envelope(
-        sender,
-        to,
-        {"action": SESSION_EVENT, "namespace": namespace, "event": name, "description": description},
-    )
+    def envelope(self, to: Optional[str], jsongle: Mapping[str, Any]) -> dict[str, Any]:
+        message = {"id": self._new_id(), "from": self.server_id, "to": to, "jsongle": _present(jsongle)}
+        if to is None:
+            del message["to"]
+        return message
 
+    def iq(self, to: Optional[str], action: str, transaction: Any, query: Any, description: Any) -> dict[str, Any]:
+        return self.envelope(to, {"action": action, "query": query, "transaction": transaction, "description": description})
 
-def session_info(
-    sender: str, to: Optional[str], call: dict[str, Any], reason: str, description: dict[str, Any]
-) -> dict[str, Any]:
-    return envelope(
-        sender,
-        to,
-        {
-            "sid": call.get("sid"),
-            "action": SESSION_INFO,
-            "reason": reason,
-            "initiator": call.get("initiator"),
-            "responder": call.get("responder"),
-            "description": description,
-        },
-    )
+    def ack(self, to: Optional[str], status: str, transaction: Any) -> dict[str, Any]:
+        return self.envelope(to, {"action": ACK, "status": status, "transaction": transaction})
+
+    def session_error(self, to: Optional[str], code: int, details: str) -> dict[str, Any]:
+        return self.envelope(to, {"action": SESSION_ERROR, "description": {"errorCode": code, "errorDetails": details}})
+
+    def event(self, to: Optional[str], namespace: Any, name: str, description: Any) -> dict[str, Any]:
+        return self.envelope(to, {"action": SESSION_EVENT, "namespace": namespace, "event": name, "description": description})
+
+    def session_info(self, to: Optional[str], call: Mapping[str, Any], reason: str, description: dict[str, Any]) -> dict[str, Any]:
+        return self.envelope(
+            to,
+            {
+                "sid": call.get("sid"),
+                "action": SESSION_INFO,
+                "reason": reason,
+                "initiator": call.get("initiator"),
+                "responder": call.get("responder"),
+                "description": description,
+            },
+        )
+
+    def room_event(self, to: str, kind: str, name: str, rid: str, identity: dict[str, Any]) -> dict[str, Any]:
+        """``joined`` or ``left``: ``identity`` came into or left room ``rid``."""
+        return self.event(to, kind, name, {"member": identity, "rid": rid})

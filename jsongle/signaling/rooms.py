@@ -1,4 +1,4 @@
-"""Room state: the in-memory :class:`IRoomRegistry`.
+"""Room state: the snapshots every registry hands out, and the in-memory :class:`IRoomRegistry`.
 
 Callers get immutable snapshots (:class:`Room`, :class:`RoomMember`) and
 Deferreds for mutations, so a Redis-backed registry can take its place.
@@ -12,9 +12,10 @@ from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
 from jsongle.interfaces import IRoomRegistry
-from jsongle.signaling import errors
+from jsongle.signaling import roomrules
 from jsongle.signaling.errors import JsongleError
 from jsongle.signaling.messages import MUC
+from jsongle.signaling.roomrules import RoomCaps
 
 
 class RoomMember(NamedTuple):
@@ -49,17 +50,11 @@ class LeaveResult(NamedTuple):
     remaining: tuple[RoomMember, ...]
 
 
-class RoomCaps(NamedTuple):
-    max_members_per_room: int = 2
-    max_members_per_multi_room: int = 10
-    max_multi_room_per_user: int = 10
-
-
 @implementer(IRoomRegistry)
 class InMemoryRoomRegistry:
     """Rooms of this process only."""
 
-    def __init__(self, caps: RoomCaps = RoomCaps()) -> None:
+    def __init__(self, caps: RoomCaps) -> None:
         self.caps = caps
         self._rooms: dict[str, Room] = {}
         self._rooms_of: dict[str, set[str]] = {}
@@ -76,7 +71,7 @@ class InMemoryRoomRegistry:
         room = self._rooms.get(rid)
         if room is not None:
             if room.kind != kind:
-                raise JsongleError(errors.BAD_PARAMETERS, f"Room {rid} is not a {'multiroom' if kind == MUC else 'room'}")
+                raise roomrules.wrong_kind(rid, kind)
             others = tuple(m for m in room.members if m.connection_id != member.connection_id)
             if len(others) != len(room.members):
                 return JoinResult(room, others, created=False, already=True)
@@ -84,14 +79,14 @@ class InMemoryRoomRegistry:
             others = ()
         if kind == MUC:
             if len(others) >= self.caps.max_members_per_multi_room:
-                raise JsongleError(errors.FULL, "Max number of members per multi room already reached")
+                raise roomrules.full(kind)
             mucs = self._mucs_of_user.get(member.uid, {})
             if rid not in mucs and len(mucs) >= self.caps.max_multi_room_per_user:
-                raise JsongleError(errors.TOO_MANY_ROOMS, "Max number of multi rooms per user already reached")
+                raise roomrules.too_many_rooms()
             mucs[rid] = mucs.get(rid, 0) + 1
             self._mucs_of_user[member.uid] = mucs
         elif len(others) >= self.caps.max_members_per_room:
-            raise JsongleError(errors.FULL, "Max number of members per room already reached")
+            raise roomrules.full(kind)
         room = Room(rid, kind, others + (member,))
         self._rooms[rid] = room
         self._rooms_of.setdefault(member.connection_id, set()).add(rid)
@@ -101,8 +96,7 @@ class InMemoryRoomRegistry:
         result = self._leave(rid, connection_id)
         if result is None:
             room = self._rooms.get(rid)
-            label = "multiroom" if room is not None and room.kind == MUC else "room"
-            return fail(JsongleError(errors.NOT_A_MEMBER, f"Not member of {label} {rid}"))
+            return fail(roomrules.not_a_member(rid, room.kind if room is not None else "room"))
         return succeed(result)
 
     def _leave(self, rid: str, connection_id: str) -> Optional[LeaveResult]:

@@ -13,28 +13,17 @@ from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
-from jsongle.engineio.server import new_sid
 from jsongle.engineio.session import FORCED_CLOSE, PARSE_ERROR, SERVER_SHUTDOWN, EngineSession
-from jsongle.interfaces import ISocketApplication
+from jsongle.interfaces import ConnectRefused, IConnection, ISocketApplication
+from jsongle.randompool import SessionIds
 from jsongle.socketio import packet as sio
 from jsongle.socketio.packet import Packet
 
 CLIENT_DISCONNECT = "client namespace disconnect"
 SERVER_DISCONNECT = "server namespace disconnect"
 INVALID_NAMESPACE = "Invalid namespace"
-
-
-class ConnectRefused(Exception):
-    """Raised by an application's ``connect`` to refuse a client.
-
-    The client's ``connect_error`` handler sees ``message`` (and ``data``).
-    """
-
-    def __init__(self, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.data = data
 
 
 def encoded_size(items: list[Any]) -> int:
@@ -48,25 +37,34 @@ def encoded_size(items: list[Any]) -> int:
     return size
 
 
+@implementer(IConnection)
 class Connection:
-    """One client connected to one namespace: what an application talks to."""
+    """One client connected to one namespace: the IConnection an application talks to."""
 
-    __slots__ = ("sid", "namespace", "client", "application", "accepted", "state", "last_size", "_pending", "_acks", "_next_ack")
+    __slots__ = ("id", "namespace", "client", "application", "accepted", "state", "received_size", "_event", "_pending", "_acks", "_next_ack")
 
     def __init__(self, sid: str, namespace: str, client: "SocketIOClient", application: ISocketApplication) -> None:
-        self.sid = sid
+        #: The Socket.IO socket id (sent in the CONNECT reply).
+        self.id = sid
         self.namespace = namespace
         self.client = client
         #: The namespace's application (what events are handed to).
         self.application = application
+        #: The event the application's messages travel as.
+        self._event: str = application.event_name
         self.accepted = False
         #: Free for the application (e.g. its per-connection session).
         self.state: Any = None
         #: Encoded bytes of the packet being handled (set before ``event``).
-        self.last_size = 0
+        self.received_size = 0
         self._pending: Optional[list[list[Any]]] = []
         self._acks: dict[int, Callable[..., None]] = {}
         self._next_ack = 0
+
+    @property
+    def sid(self) -> str:
+        """The socket id, as Socket.IO names it."""
+        return self.id
 
     @property
     def remote(self) -> str:
@@ -99,6 +97,20 @@ class Connection:
             return encoded_size(items)
         self._send_text(message)
         return len(message)
+
+    def send(self, message: Any) -> int:
+        """IConnection: one message as the application's event."""
+        return self.emit(self._event, message)
+
+    def send_json(self, data: bytes) -> int:
+        """IConnection: one message the application encoded to UTF-8 JSON."""
+        message = sio.encode_json_event(self._event, data, self.namespace)
+        self._send_text(message)
+        return len(message)
+
+    def close(self) -> None:
+        """IConnection: a server kick (DISCONNECT, then the session closes)."""
+        self.disconnect(close=True)
 
     def emit_json(self, event: str, json_arg: bytes) -> int:
         """Send an event whose one argument is UTF-8 JSON the caller encoded.
@@ -136,7 +148,7 @@ class Connection:
     def _accept(self) -> None:
         self.accepted = True
         pending, self._pending = self._pending, None
-        self.client.session.send_many(sio.encode(Packet(sio.CONNECT, self.namespace, {"sid": self.sid})))
+        self.client.session.send_many(sio.encode(Packet(sio.CONNECT, self.namespace, {"sid": self.id})))
         for items in pending or ():
             self._send_items(items)
 
@@ -229,7 +241,7 @@ class SocketIOClient:
     def _event(self, connection: Optional[Connection], args: list[Any], ack_id: Optional[int], size: int) -> None:
         if connection is None or not connection.accepted:
             return
-        connection.last_size = size
+        connection.received_size = size
         ack = connection._ack_callback(ack_id) if ack_id is not None else None
         self.server.call(connection.application.event, connection, args[0], args[1:], ack)
 
@@ -242,7 +254,7 @@ class SocketIOClient:
         if namespace in self.connections:
             return  # a duplicate CONNECT: ignore it
         self._cancel_connect_timer()
-        connection = Connection(new_sid(), namespace, self, application)
+        connection = Connection(self.server.ids.new(), namespace, self, application)
         self.connections[namespace] = connection
         result = maybeDeferred(application.connect, connection, auth if auth is not None else {})
         result.addCallbacks(self._accepted, self._refused, callbackArgs=(connection,), errbackArgs=(connection,))
@@ -304,15 +316,19 @@ class SocketIOServer:
         self,
         namespaces: Mapping[str, ISocketApplication],
         clock: IReactorTime,
-        connect_timeout: float = 45.0,
+        connect_timeout: float,
+        ids: SessionIds,
+        on_refused: Callable[[str, str], None],
     ) -> None:
         self.namespaces = dict(namespaces)
         self.clock = clock
         self.connect_timeout = connect_timeout
+        #: Where socket ids come from (unguessable, URL-safe).
+        self.ids = ids
         #: Called with ``(reason, namespace)`` when this layer refuses a
         #: connection by itself (an unknown namespace); applications count
         #: their own refusals.
-        self.on_refused: Optional[Callable[[str, str], None]] = None
+        self.on_refused = on_refused
 
     def on_engine_open(self, session: EngineSession) -> None:
         session.listener = SocketIOClient(self, session)
@@ -331,12 +347,10 @@ class SocketIOServer:
             session.close(SERVER_SHUTDOWN)
 
     def refused(self, namespace: str, reason: str) -> None:
-        hook = self.on_refused
-        if hook is not None:
-            try:
-                hook(reason, namespace)
-            except Exception:
-                self.log.failure("on_refused hook failed")
+        try:
+            self.on_refused(reason, namespace)
+        except Exception:
+            self.log.failure("on_refused hook failed")
 
     def call(self, method: Callable[..., None], connection: Connection, *args: Any) -> None:
         """Call a method of the connection's application; its exceptions are logged, never raised here."""

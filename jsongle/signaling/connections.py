@@ -1,0 +1,51 @@
+"""The connections this process holds, by id, and the bytes sent to them."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Optional
+
+from jsongle.interfaces import IConnection
+from jsongle.metrics import Metrics
+
+
+class LocalConnections:
+    """Connections of this process; every send through here counts its bytes
+    (``sent_total``)."""
+
+    __slots__ = ("_connections", "_metrics")
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._connections: dict[str, IConnection] = {}
+        self._metrics = metrics
+
+    def add(self, connection: IConnection) -> None:
+        self._connections[connection.id] = connection
+
+    def remove(self, connection_id: str) -> bool:
+        """Forget a connection; False when it was not here (already gone)."""
+        return self._connections.pop(connection_id, None) is not None
+
+    def get(self, connection_id: str) -> Optional[IConnection]:
+        return self._connections.get(connection_id)
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    def __iter__(self) -> Iterator[IConnection]:
+        return iter(list(self._connections.values()))
+
+    def send(self, connection_id: str, message: Any) -> bool:
+        """Deliver to a connection of this process; False when it is not here."""
+        connection = self._connections.get(connection_id)
+        if connection is None:
+            return False
+        self._metrics.sent_bytes += connection.send(message)
+        return True
+
+    def send_on(self, connection: IConnection, message: Any) -> None:
+        """Deliver on a connection in hand (answers to a sender)."""
+        self._metrics.sent_bytes += connection.send(message)
+
+    def on_transport(self, transport: str) -> int:
+        """Connections carried by ``transport`` now (read at scrape time)."""
+        return sum(1 for connection in self._connections.values() if connection.transport == transport)

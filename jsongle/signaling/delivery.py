@@ -1,0 +1,77 @@
+"""Where messages to room members go: this process's connections, or the bus.
+
+Relays are delivered here, in one place: a relayed message is encoded once
+and only its ``to`` differs per recipient.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import orjson
+
+from jsongle.interfaces import IMessageBus
+from jsongle.jsontext import dumps_bytes
+from jsongle.metrics import Metrics
+from jsongle.signaling.connections import LocalConnections
+from jsongle.signaling.messages import MUC
+from jsongle.signaling.rooms import Room, RoomMember
+
+
+class Delivery:
+    """Sends to room members wherever they are connected, and relays."""
+
+    __slots__ = ("local", "bus", "_metrics", "_clock")
+
+    def __init__(self, local: LocalConnections, bus: IMessageBus, metrics: Metrics, clock: Any) -> None:
+        self.local = local
+        self.bus = bus
+        self._metrics = metrics
+        self._clock = clock
+
+    def send_to(self, member: RoomMember, message: dict[str, Any]) -> None:
+        """Deliver to a room member, here or through the bus on its node."""
+        if not self.local.send(member.connection_id, message) and member.node and member.node != self.bus.node_id:
+            self.bus.send(member.node, member.connection_id, message)
+
+    def relay(self, room: Room, sender_id: str, sender_uid: str, message: dict[str, Any], received_at: float) -> int:
+        """Copy ``message`` to the other members of ``room``; returns how many.
+
+        ``from`` becomes the room id, or ``<rid>/<uid>`` in namespace ``muc``.
+        """
+        targets = [target for target in room.members if target.connection_id != sender_id]
+        if not targets:
+            return 0
+        jsongle = message["jsongle"]
+        origin = f"{room.rid}/{sender_uid}" if jsongle.get("namespace") == MUC else room.rid
+        self.copies(targets, message, origin)
+        count = len(targets)
+        metrics = self._metrics
+        metrics.relay_latency.observe(self._clock.seconds() - received_at)
+        action = jsongle.get("action")
+        metrics.relayed.add(action if action.__class__ is str else "", count)
+        return count
+
+    def copies(self, targets: Sequence[RoomMember], message: dict[str, Any], origin: str) -> None:
+        """A copy of ``message`` to each target, ``from`` = origin, ``to`` = the target.
+
+        The copies differ only in ``to``, so for the members connected here
+        the rest is encoded once.
+        """
+        copy = dict(message)
+        copy.pop("to", None)
+        copy["from"] = origin
+        try:
+            rest = dumps_bytes(copy)[1:]
+        except TypeError:  # binary attachments: each connection encodes its copy
+            for target in targets:
+                self.send_to(target, dict(copy, to=target.connection_id))
+            return
+        metrics = self._metrics
+        get = self.local.get
+        for target in targets:
+            connection = get(target.connection_id)
+            if connection is not None:
+                metrics.sent_bytes += connection.send_json(b'{"to":' + orjson.dumps(target.connection_id) + b"," + rest)
+            else:
+                self.send_to(target, dict(copy, to=target.connection_id))

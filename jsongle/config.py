@@ -85,6 +85,7 @@ class Config:
     reuse_port: bool = False
     max_id_length: int = 256
     max_display_name_length: int = 128
+    max_member_data_bytes: int = 4096
     rate_limit_per_second: int = 50
     rate_limit_burst: int = 200
     rate_limit_disconnect: int = 100
@@ -352,6 +353,10 @@ KEYS: Mapping[str, KeySpec] = {
     "maxDisplayNameLength": KeySpec(
         "max_display_name_length", _at_least(1),
         "Longest display name (dn) a client may send, in characters.",
+    ),
+    "maxMemberDataBytes": KeySpec(
+        "max_member_data_bytes", _at_least(64),
+        "Largest hello description (uid, dn and any other field shown to other members), in bytes of JSON.",
     ),
     "rateLimitPerSecond": KeySpec(
         "rate_limit_per_second", _at_least(0),

@@ -139,6 +139,10 @@ class IHandlerRequest(Interface):
         "Builds the messages the server sends (jsongle.signaling.messages.Messages): "
         "a fresh id each, the server id as 'from'."
     )
+    calls = Attribute(
+        "The calls in progress (jsongle.signaling.calls.Calls): accepted(rid, kind, "
+        "sid, parties) and terminated(rid, sid) keep the call gauges."
+    )
     reply_to = Attribute(
         "The 'to' of answers: the sender's 'from' when it is a string, else its "
         "connection id (echoed only; reply() delivers to the real connection)."

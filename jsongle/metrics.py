@@ -33,6 +33,7 @@ BUSINESS = (
     "p2p_duration_total",
     "messages_total",
     "reactions_total",
+    "p2p_count",
 )
 
 TRANSPORTS = ("polling", "websocket")
@@ -160,6 +161,11 @@ class Metrics:
         self.sent_bytes = 0
         registry.register(_Traffic(self))
         self.p2p = Counter("p2p", "P2P calls accepted", registry=registry)
+        #: Calls in progress, from session-accept to their end (jsongle.signaling.calls).
+        self.p2p_count = Gauge("p2p_count", "P2P calls in progress", registry=registry)
+        self.conference_calls = Gauge(
+            "jsongle_conference_calls", "Member-to-member calls in progress in MUC rooms", registry=registry
+        )
         self.p2p_failed = Counter("p2p_failed", "P2P calls reported failed (ice-failed)", registry=registry)
         self.p2p_duration = Counter("p2p_duration", "Reported P2P call durations", registry=registry)
         self.messages = Counter("messages", "MUC text messages", registry=registry)

@@ -30,6 +30,7 @@ from jsongle.metrics import Metrics
 from jsongle.randompool import RandomPool, SessionIds
 from jsongle.signaling.announcer import Announcer
 from jsongle.signaling.application import build_application
+from jsongle.signaling.calls import Calls
 from jsongle.signaling.bus import LocalBus
 from jsongle.signaling.connections import LocalConnections
 from jsongle.signaling.delivery import Delivery
@@ -97,15 +98,18 @@ class Signaling:
         caps = RoomCaps(config.max_members_per_room, config.max_members_per_multi_room, config.max_multi_room_per_user)
         #: The cluster node service when redisUrl is set, else None.
         self.cluster: Any = None
+        calls = Calls(metrics, local)
         if config.redis_address is None:
             delivery = Delivery(local, LocalBus(), metrics, clock)
-            announcer = Announcer(messages, delivery)
+            announcer = Announcer(messages, delivery, calls)
             self.rooms: Any = InMemoryRoomRegistry(caps)
         else:
-            self.cluster, delivery, announcer = cluster_node(config, clock, caps, metrics, messages, local)
+            self.cluster, delivery, announcer = cluster_node(config, clock, caps, metrics, messages, local, calls)
             self.rooms = self.cluster.registry
             metrics.watch_cluster(self.cluster.stats)
-        self.application = build_application(config, clock, handlers, metrics, messages, local, delivery, self.rooms, announcer)
+        self.application = build_application(
+            config, clock, handlers, metrics, messages, local, delivery, self.rooms, announcer, calls
+        )
         ids = SessionIds(random)
         self.socketio = SocketIOServer({"/": self.application}, clock, config.connect_timeout / 1000.0, ids, metrics.connect_refused)
         self.engine = EngineServer(
@@ -129,6 +133,7 @@ class Signaling:
 
 def cluster_node(
     config: Config, reactor: Any, caps: RoomCaps, metrics: Metrics, messages: Messages, local: LocalConnections,
+    calls: Calls,
 ) -> tuple[Any, Delivery, Announcer]:
     """The node service of one cluster member (its link, registry and bus), and
     the delivery and announcer that reach the other nodes through it."""
@@ -142,9 +147,9 @@ def cluster_node(
     node_id = config.node_id or generated_node_id()
     timeouts = LinkTimeouts(config.redis_connect_timeout, config.redis_reply_timeout)
     link = RedisLink(address, node_channel(node_id), reactor, reactor, metrics.failed, timeouts)
-    bus = RedisBus(link, node_id, local.send)
+    bus = RedisBus(link, node_id, calls.from_other_node)
     delivery = Delivery(local, bus, metrics, reactor)
-    announcer = Announcer(messages, delivery)
+    announcer = Announcer(messages, delivery, calls)
     registry = RedisRoomRegistry(link, node_id, caps, announcer)
     node = ClusterNode(link, registry, bus, reactor, config.node_timeout, local.__len__, metrics.failed)
     return node, delivery, announcer

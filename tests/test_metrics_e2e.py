@@ -115,6 +115,7 @@ def test_business_metrics_after_a_real_session(daemon_factory, puppet):
     duration = final.pop("duration_total")
     assert 0 < duration <= 2 * elapsed / 60
     assert final == {
+        "p2p_count": 0,
         "users_count": 0,
         "users_total": 2,
         "conferences_count": 0,

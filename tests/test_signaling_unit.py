@@ -344,7 +344,7 @@ def test_handler_request_provides_its_interface():
 
 
 def test_copies_for_other_nodes_go_through_the_bus() -> None:
-    server = Server(bus=lambda local: RecordingBus(local.send))
+    server = Server(bus=lambda calls: RecordingBus(calls.from_other_node))
     bus = server.parts.bus
     verifyObject(IMessageBus, bus)
     alice = server.connect("alice")
@@ -379,3 +379,133 @@ def test_text_without_utf8_form_and_huge_integers_are_relayed_intact():
     (relayed,) = bob.take()
     assert {key: relayed["jsongle"]["description"][key] for key in description} == description
     assert relayed["to"] == bob.sid and relayed["from"] == "r1"
+
+
+# -- member data, texts as the Node.js server writes them ---------------------
+
+
+def hello(server: Server, description: Any) -> tuple[FakeConnection, list[dict[str, Any]]]:
+    connection = FakeConnection(f"sid-{next(server._ids)}")
+    server.app.connect(connection, {})
+    transaction = connection.take_one()["jsongle"]["transaction"]
+    server.send(connection, SERVER_ID, {"action": "iq-result", "query": "session-hello", "transaction": transaction, "description": description})
+    return connection, connection.take()
+
+
+def test_members_are_shown_as_their_hello_description():
+    """joined, left and members carry every field the client put in its hello (PROTOCOL §3.5)."""
+    server = Server()
+    alice_data = {"uid": "alice", "dn": "Alice", "avatar": "/a.png", "extra": {"team": "blue", "tags": [1, 2]}}
+    bob_data = {"uid": "bob", "avatar": "/b.png"}
+    alice, answers = hello(server, alice_data)
+    assert answers[0]["jsongle"]["status"] == "success"
+    bob, _ = hello(server, bob_data)
+    assert server.join(alice, "r1") == {"action": "iq-result", "query": "session-join", "transaction": "t", "description": {"members": [], "rid": "r1"}}
+    assert server.join(bob, "r1")["description"]["members"] == [alice_data]
+    (joined,) = alice.take()
+    assert joined["jsongle"]["description"] == {"member": bob_data, "rid": "r1"}
+    server.leave(bob, "r1")
+    (left,) = alice.take()
+    assert left["jsongle"]["description"] == {"member": bob_data, "rid": "r1"}
+
+
+def test_a_description_over_max_member_data_bytes_is_refused():
+    server = Server(Config(max_member_data_bytes=100))
+    _, answers = hello(server, {"uid": "alice", "avatar": "x" * 100})
+    assert [a["jsongle"]["action"] for a in answers] == ["ack", "session-error"]
+    assert answers[0]["jsongle"]["status"] == "failed"
+    assert answers[1]["jsongle"]["description"]["errorCode"] == errors.BAD_PARAMETERS
+    assert answers[1]["jsongle"]["description"]["errorDetails"].startswith("Invalid 'description' parameter: is larger than 100 bytes")
+    _, answers = hello(server, "alice")  # not an object
+    assert [a["jsongle"].get("status") for a in answers] == ["failed", None]
+    assert answers[1]["jsongle"]["description"]["errorCode"] == errors.BAD_PARAMETERS
+
+
+@pytest.mark.parametrize(
+    "jsongle, to, details",
+    [
+        ({"namespace": "room"}, "r1", "Message of type undefined is not supported"),
+        ({"action": None}, "r1", "Message of type null is not supported"),
+        ({"action": 5}, "r1", "Message of type 5 is not supported"),
+        ({"action": 2.0}, "r1", "Message of type 2 is not supported"),
+        ({"action": True}, "r1", "Message of type true is not supported"),
+        ({"action": {"a": 1}}, "r1", "Message of type [object Object] is not supported"),
+        ({"action": ["a", None, 1]}, "r1", "Message of type a,,1 is not supported"),
+        ({"action": "session-text"}, None, "Can't call - not in room undefined"),
+    ],
+)
+def test_error_texts_never_show_python_values(jsongle, to, details):
+    server = Server()
+    alice, _ = pair(server)
+    alice.take()
+    message = {"id": "m", "from": alice.sid, "jsongle": jsongle}
+    if to is not None:
+        message["to"] = to
+    server.app.event(alice, "jsongle", [message], None)
+    assert alice.take_one()["jsongle"]["description"]["errorDetails"] == details
+
+
+def test_unknown_query_texts():
+    server = Server()
+    alice = server.connect("alice")
+    server.send(alice, SERVER_ID, {"action": "iq-set", "transaction": "t"})
+    assert alice.take_one()["jsongle"]["description"]["errorDetails"] == "The query 'undefined' is not supported"
+
+
+def test_the_ack_of_a_message_without_id_has_no_mid():
+    server = Server()
+    alice, bob = pair(server)
+    alice.take()
+    server.app.event(alice, "jsongle", [{"from": alice.sid, "to": "r1", "jsongle": {"action": "session-text", "namespace": "room"}}], None)
+    (ack,) = alice.take()
+    assert ack["jsongle"]["description"].keys() == {"acknowledged", "type"}
+
+
+# -- calls in progress ---------------------------------------------------------
+
+
+def test_p2p_count_follows_accept_terminate_and_leaving():
+    server = Server()
+    alice, bob = pair(server)
+    assert server.value("p2p_count") == 0
+    server.send(bob, "r1", {"action": "session-accept", "sid": "c1", "namespace": "call"})
+    assert server.value("p2p_count") == 1
+    server.send(bob, "r1", {"action": "session-accept", "sid": "c1", "namespace": "call"})  # counted once
+    assert server.value("p2p_count") == 1
+    server.send(alice, "r1", {"action": "session-terminate", "sid": "c1", "namespace": "call"})
+    assert server.value("p2p_count") == 0
+    server.send(alice, "r1", {"action": "session-terminate", "sid": "c1", "namespace": "call"})  # ended once
+    assert server.value("p2p_count") == 0
+    # A member dropping mid-call ends it.
+    server.send(bob, "r1", {"action": "session-accept", "sid": "c2"})
+    assert server.value("p2p_count") == 1
+    server.app.disconnect(alice, "transport close")
+    assert server.value("p2p_count") == 0
+    assert server.value("jsongle_conference_calls") == 0
+
+
+def test_conference_calls_are_counted_apart():
+    server = Server()
+    alice, bob = pair(server, "#muc#m", "muc-join")
+    server.send(bob, "#muc#m", {"action": "session-accept", "sid": "c1", "namespace": "muc"})
+    assert (server.value("jsongle_conference_calls"), server.value("p2p_count")) == (1, 0)
+    server.leave(bob, "#muc#m")
+    assert server.value("jsongle_conference_calls") == 0
+
+
+def test_a_terminate_or_left_from_another_node_ends_a_call_counted_here():
+    server = Server(bus=lambda calls: RecordingBus(calls.from_other_node))
+    bus = server.parts.bus
+    alice = server.connect("alice")
+    server.join(alice, "#muc#m/x", "muc-join")
+    server.rooms.join("#muc#m/x", "muc", RoomMember("sid-far", "bob/1", {"uid": "bob/1"}, "there"))
+    server.send(alice, "#muc#m/x", {"action": "session-accept", "sid": "c1", "namespace": "muc"})
+    assert server.value("jsongle_conference_calls") == 1
+    alice.take()
+    bus.deliver(alice.sid, {"from": "#muc#m/x/bob/1", "to": alice.sid, "jsongle": {"action": "session-terminate", "sid": "c1"}})
+    assert server.value("jsongle_conference_calls") == 0
+    assert alice.take_one()["jsongle"]["action"] == "session-terminate"
+    server.send(alice, "#muc#m/x", {"action": "session-accept", "sid": "c2", "namespace": "muc"})
+    assert server.value("jsongle_conference_calls") == 1
+    bus.deliver(alice.sid, {"jsongle": {"action": "session-event", "event": "left", "description": {"member": {"uid": "bob/1"}, "rid": "#muc#m/x"}}})
+    assert server.value("jsongle_conference_calls") == 0

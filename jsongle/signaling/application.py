@@ -20,6 +20,7 @@ from jsongle.interfaces import IConnection, IRoomRegistry, ISocketApplication
 from jsongle.metrics import Metrics
 from jsongle.signaling.admission import Admission
 from jsongle.signaling.announcer import Announcer
+from jsongle.signaling.calls import Calls
 from jsongle.signaling.checks import MessageChecks
 from jsongle.signaling.connections import LocalConnections
 from jsongle.signaling.delivery import Delivery
@@ -52,6 +53,8 @@ class SignalingApplication:
         self.greeting = greeting
         self.checks = checks
         self.over_limit = over_limit
+        self._clock = context.clock
+        self._metrics = context.metrics
         config = context.config
         self.rate_policy = RatePolicy(config.rate_limit_per_second, config.rate_limit_burst, config.rate_limit_disconnect)
 
@@ -74,13 +77,13 @@ class SignalingApplication:
         message = args[0] if args else None
         flood = member.flood
         if flood is not None:
-            verdict = flood.admit(self.context.clock.seconds())
+            verdict = flood.admit(self._clock.seconds())
             if verdict is not Verdict.ACCEPT:
                 self.over_limit.handle(member, message, verdict)
                 return
         if name != EVENT_NAME:
             return
-        self.context.metrics.received_bytes += connection.received_size
+        self._metrics.received_bytes += connection.received_size
         self.checks.receive(member, message)
 
     def disconnect(self, connection: IConnection, reason: str) -> None:
@@ -98,11 +101,11 @@ class SignalingApplication:
 
 def build_application(
     config: Config, clock: IReactorTime, handlers: HandlerSet, metrics: Metrics, messages: Messages,
-    local: LocalConnections, delivery: Delivery, rooms: IRoomRegistry, announcer: Announcer,
+    local: LocalConnections, delivery: Delivery, rooms: IRoomRegistry, announcer: Announcer, calls: Calls,
 ) -> SignalingApplication:
     """The application and its parts, from the collaborators the service built
     (the room registry and the bus behind ``delivery`` may be Redis-backed)."""
-    context = Context(config, clock, metrics, rooms, messages, delivery, announcer)
+    context = Context(config, clock, metrics, rooms, messages, delivery, announcer, calls)
     application = SignalingApplication(
         context, local, Admission(config, clock, metrics, local), Greeting(messages),
         MessageChecks(context, Dispatcher(handlers, messages, metrics)), OverLimit(messages, local, metrics),

@@ -9,6 +9,7 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from jsongle.interfaces import IActionHandler, IQueryHandler
+from jsongle.jsontext import dumps_bytes
 from jsongle.signaling import errors
 from jsongle.signaling import messages as m
 from jsongle.signaling.errors import JsongleError
@@ -29,7 +30,8 @@ def _room_id(request: Any) -> str:
 
 
 def _identity_problem(description: Any, config: Any) -> Optional[str]:
-    """errorDetails for a bad hello identity (``uid`` required, ``dn`` optional), or None."""
+    """errorDetails for a bad hello description (``uid`` required, ``dn``
+    optional, the whole object at most ``maxMemberDataBytes``), or None."""
     uid = description.get("uid") if isinstance(description, dict) else None
     if not isinstance(uid, str) or not uid:
         return "Missing 'uid' parameter"
@@ -40,6 +42,9 @@ def _identity_problem(description: Any, config: Any) -> Optional[str]:
         problem = string_problem(description["dn"], config.max_display_name_length)
         if problem is not None:
             return invalid("dn", problem)
+    size = len(dumps_bytes(description))
+    if size > config.max_member_data_bytes:
+        return invalid("description", f"is larger than {config.max_member_data_bytes} bytes ({size})")
     return None
 
 
@@ -60,10 +65,9 @@ class HelloHandler:
             return
         member = request.member
         if not member.registered:
-            identity = {"uid": description["uid"]}
-            if description.get("dn") is not None:
-                identity["dn"] = description["dn"]
-            member.register(description["uid"], identity)
+            # Others see the description as the client sent it (an avatar, a
+            # profile...), as the Node.js server shows socket.data.
+            member.register(description["uid"], dict(description))
         request.reply(request.messages.ack(request.reply_to, "success", transaction))
 
 
@@ -173,6 +177,24 @@ class AcceptHandler(RelayHandler):
     def handle(self, request: Any) -> None:
         request.metrics.p2p.inc()
         super().handle(request)
+        room = request.room
+        if room is not None:
+            member = request.member
+            parties = [m for m in room.members if m.connection_id != member.connection_id]
+            request.calls.accepted(room.rid, room.kind, request.jsongle.get("sid"), [member.ref, *parties])
+
+
+@implementer(IPlugin, IActionHandler)
+class TerminateHandler(RelayHandler):
+    """session-terminate: relayed; the call ends."""
+
+    def __init__(self) -> None:
+        super().__init__("session-terminate")
+
+    def handle(self, request: Any) -> None:
+        super().handle(request)
+        if request.room is not None:
+            request.calls.terminated(request.room.rid, request.jsongle.get("sid"))
 
 
 @implementer(IPlugin, IActionHandler)
@@ -236,11 +258,11 @@ def builtin_actions() -> list[Any]:
         "transport-info",
         "session-decline",
         "session-retract",
-        "session-terminate",
     ]
     return [
         ProposeHandler(),
         AcceptHandler(),
+        TerminateHandler(),
         EventHandler(),
         AcknowledgedRelayHandler("session-text"),
         AcknowledgedRelayHandler("session-custom"),

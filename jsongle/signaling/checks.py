@@ -17,7 +17,7 @@ from jsongle.signaling import errors
 from jsongle.signaling.dispatch import Dispatcher
 from jsongle.signaling.fields import FieldLimits, message_problem
 from jsongle.signaling.member import Member
-from jsongle.signaling.messages import IQ_RESULT, IQ_SET, ROOM, reply_address
+from jsongle.signaling.messages import IQ_RESULT, IQ_SET, MISSING, ROOM, js_string, reply_address
 from jsongle.signaling.request import Context, HandlerRequest
 from jsongle.signaling.rooms import Room
 
@@ -59,9 +59,15 @@ class MessageChecks:
     def _receive(self, member: Member, message: Any) -> None:
         context = self._context
         received_at = context.clock.seconds()
-        reply_to = reply_address(message, member.connection_id)
+        reply_to = member.connection_id
         # 1. a JSONgle message at all?
-        if message.__class__ is not dict or message.get("jsongle").__class__ is not dict:
+        if message.__class__ is not dict:
+            self._error(member, reply_to, errors.NO_JSONGLE_DATA, "Missing property 'jsongle' in message")
+            return
+        sender = message.get("from")
+        if sender.__class__ is str:
+            reply_to = sender  # echoed, never used for routing (reply_address)
+        if message.get("jsongle").__class__ is not dict:
             self._error(member, reply_to, errors.NO_JSONGLE_DATA, "Missing property 'jsongle' in message")
             return
         # 1b. ids of the right type and length (never trusted further down)?
@@ -82,7 +88,8 @@ class MessageChecks:
             room = context.rooms.room(to) if to.__class__ is str else None
             # 3. a member of the target room?
             if room is None or not is_member(member.connection_id, room):
-                self._error(member, reply_to, errors.NOT_A_MEMBER, f"Can't call - not in room {'undefined' if to is None else to}")
+                shown = js_string(message.get("to", MISSING))
+                self._error(member, reply_to, errors.NOT_A_MEMBER, f"Can't call - not in room {shown}")
                 return
             # 4. anybody to talk to (P2P rooms)?
             if room.kind == ROOM and len(room.members) < 2:
@@ -91,8 +98,14 @@ class MessageChecks:
         request = HandlerRequest(context, message, member, room, reply_to, received_at)
         if action == IQ_SET or action == IQ_RESULT:
             self._dispatcher.query(request, action)
+            return
+        # 5. a supported action?
+        dispatcher = self._dispatcher
+        handler = dispatcher.handlers.action(action)
+        if handler is None:
+            dispatcher.unsupported(request)
         else:
-            self._dispatcher.action(request, action)
+            dispatcher.run(handler, request)
 
     def _alone(self, member: Member, reply_to: str, jsongle: dict[str, Any], to: str) -> None:
         """Check 4 failed: call actions hear ``unreachable``, the others 404003."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Optional
 
+import orjson
+
 from jsongle.interfaces import IConnection
 from jsongle.metrics import Metrics
 
@@ -12,21 +14,30 @@ class LocalConnections:
     """Connections of this process; every send through here counts its bytes
     (``sent_total``)."""
 
-    __slots__ = ("_connections", "_metrics")
+    __slots__ = ("_connections", "_addressed", "_metrics")
 
     def __init__(self, metrics: Metrics) -> None:
         self._connections: dict[str, IConnection] = {}
+        #: Each connection with the JSON start of a message to it, ``{"to":<its id>,``,
+        #: encoded once: a relayed body is encoded once and prefixed per recipient.
+        self._addressed: dict[str, tuple[IConnection, bytes]] = {}
         self._metrics = metrics
 
     def add(self, connection: IConnection) -> None:
         self._connections[connection.id] = connection
+        self._addressed[connection.id] = (connection, b'{"to":' + orjson.dumps(connection.id) + b",")
 
     def remove(self, connection_id: str) -> bool:
         """Forget a connection; False when it was not here (already gone)."""
+        self._addressed.pop(connection_id, None)
         return self._connections.pop(connection_id, None) is not None
 
     def get(self, connection_id: str) -> Optional[IConnection]:
         return self._connections.get(connection_id)
+
+    def addressed(self, connection_id: str) -> Optional[tuple[IConnection, bytes]]:
+        """The connection and the encoded start of a message to it, or None when not here."""
+        return self._addressed.get(connection_id)
 
     def __len__(self) -> int:
         return len(self._connections)

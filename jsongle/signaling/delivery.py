@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import orjson
-
 from jsongle.interfaces import IMessageBus
 from jsongle.jsontext import dumps_bytes
 from jsongle.metrics import Metrics
@@ -68,10 +66,11 @@ class Delivery:
                 self.send_to(target, dict(copy, to=target.connection_id))
             return
         metrics = self._metrics
-        get = self.local.get
+        addressed = self.local.addressed
         for target in targets:
-            connection = get(target.connection_id)
-            if connection is not None:
-                metrics.sent_bytes += connection.send_json(b'{"to":' + orjson.dumps(target.connection_id) + b"," + rest)
+            here = addressed(target.connection_id)
+            if here is not None:
+                connection, prefix = here
+                metrics.sent_bytes += connection.send_json(prefix + rest)
             else:
                 self.send_to(target, dict(copy, to=target.connection_id))

@@ -17,13 +17,8 @@ from jsongle.metrics import Metrics
 from jsongle.signaling import errors
 from jsongle.signaling.errors import JsongleError
 from jsongle.signaling.handlers import HandlerSet
-from jsongle.signaling.messages import IQ_ERROR, IQ_RESULT, Messages
+from jsongle.signaling.messages import IQ_ERROR, IQ_RESULT, MISSING, Messages, js_string
 from jsongle.signaling.request import HandlerRequest
-
-
-def undefined(value: Any) -> Any:
-    """A missing value in an error text, as the Node.js server prints it."""
-    return "undefined" if value is None else value
 
 
 class Dispatcher:
@@ -38,13 +33,9 @@ class Dispatcher:
         self._messages = messages
         self._metrics = metrics
 
-    def action(self, request: HandlerRequest, action: Any) -> None:
-        """5. a supported action? Then its handler runs."""
-        handler = self.handlers.action(action)
-        if handler is None:
-            request.error(errors.ACTION_NOT_ALLOWED, f"Message of type {undefined(action)} is not supported")
-            return
-        self._run(handler, request)
+    def unsupported(self, request: HandlerRequest) -> None:
+        """5. no handler for the action: 405001."""
+        request.error(errors.ACTION_NOT_ALLOWED, f"Message of type {js_string(request.jsongle.get('action', MISSING))} is not supported")
 
     def query(self, request: HandlerRequest, action: str) -> None:
         """An iq-set (answered) or an iq-result (the client's answer to our iq-get)."""
@@ -52,10 +43,11 @@ class Dispatcher:
         handler = self.handlers.query(action, query)
         if action == IQ_RESULT:
             if handler is not None:
-                self._run(handler, request)
+                self.run(handler, request)
             return
         if handler is None:
-            self._answer(request, IQ_ERROR, JsongleError(errors.UNKNOWN_QUERY, f"The query '{undefined(query)}' is not supported").describe())
+            shown = js_string(request.jsongle.get("query", MISSING))
+            self._answer(request, IQ_ERROR, JsongleError(errors.UNKNOWN_QUERY, f"The query '{shown}' is not supported").describe())
             return
         try:
             result = handler.handle(request)
@@ -69,7 +61,7 @@ class Dispatcher:
         else:
             self._answer(request, IQ_RESULT, result)
 
-    def _run(self, handler: Any, request: HandlerRequest) -> None:
+    def run(self, handler: Any, request: HandlerRequest) -> None:
         """Call a handler; most answer at once, without a Deferred."""
         try:
             result = handler.handle(request)

@@ -49,6 +49,33 @@ class RandomIds:
         return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
+#: What a missing field is in an error text: JavaScript's ``undefined``.
+MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
+
+
+def js_string(value: Any) -> str:
+    """``value`` as JavaScript's ``String()`` writes it in a template literal,
+    so error texts read as the Node.js server's (``undefined`` for
+    :data:`MISSING`, ``null``, ``true``, ``[object Object]``, ``1`` for ``1.0``)."""
+    if value is MISSING:
+        return "undefined"
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e21 else repr(value)
+    if isinstance(value, list):
+        return ",".join("" if item is None else js_string(item) for item in value)
+    if isinstance(value, dict):
+        return "[object Object]"
+    return str(value)
+
+
 def reply_address(message: Any, connection_id: str) -> str:
     """The ``to`` of answers: the sender's ``from`` when it is a string (echoed,
     never used for routing), else its connection id."""
@@ -67,12 +94,13 @@ def _present(jsongle: Mapping[str, Any]) -> dict[str, Any]:
 class Messages:
     """What the server says: envelopes with a fresh id, ``from`` the server id."""
 
-    __slots__ = ("server_id", "_new_id", "_date", "_clock")
+    __slots__ = ("server_id", "_new_id", "date", "_clock")
 
     def __init__(self, server_id: str, ids: RandomIds, date: Callable[[float], str], clock: IReactorTime) -> None:
         self.server_id = server_id
         self._new_id = ids.new
-        self._date = date
+        #: ``date(seconds)``: the ISO-8601 text of a time.
+        self.date = date
         self._clock = clock
 
     def new_id(self) -> str:
@@ -80,10 +108,7 @@ class Messages:
 
     def now(self) -> str:
         """The current date as ISO-8601 UTC with milliseconds."""
-        return self._date(self._clock.seconds())
-
-    def date(self, seconds: float) -> str:
-        return self._date(seconds)
+        return self.date(self._clock.seconds())
 
     def envelope(self, to: Optional[str], jsongle: Mapping[str, Any]) -> dict[str, Any]:
         message = {"id": self._new_id(), "from": self.server_id, "to": to, "jsongle": _present(jsongle)}

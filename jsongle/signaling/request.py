@@ -12,6 +12,7 @@ from jsongle.config import Config
 from jsongle.interfaces import IHandlerRequest, IRoomRegistry
 from jsongle.metrics import Metrics
 from jsongle.signaling.announcer import Announcer
+from jsongle.signaling.calls import Calls
 from jsongle.signaling.delivery import Delivery
 from jsongle.signaling.member import Member
 from jsongle.signaling.messages import Messages
@@ -21,11 +22,11 @@ from jsongle.signaling.rooms import LeaveResult, Room, RoomMember
 class Context:
     """The parts of the application that every message may need, built once."""
 
-    __slots__ = ("config", "clock", "metrics", "rooms", "messages", "delivery", "announcer")
+    __slots__ = ("config", "clock", "metrics", "rooms", "messages", "delivery", "announcer", "calls", "date")
 
     def __init__(
         self, config: Config, clock: IReactorTime, metrics: Metrics, rooms: IRoomRegistry,
-        messages: Messages, delivery: Delivery, announcer: Announcer,
+        messages: Messages, delivery: Delivery, announcer: Announcer, calls: Calls,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -34,6 +35,9 @@ class Context:
         self.messages = messages
         self.delivery = delivery
         self.announcer = announcer
+        self.calls = calls
+        #: seconds -> date text (every relay is stamped: one call, not three).
+        self.date = messages.date
 
 
 @implementer(IHandlerRequest)
@@ -60,10 +64,12 @@ class HandlerRequest:
     metrics = property(lambda self: self._context.metrics)
     clock = property(lambda self: self._context.clock)
     messages = property(lambda self: self._context.messages)
+    calls = property(lambda self: self._context.calls)
     server_id = property(lambda self: self._context.messages.server_id)
 
     def now(self) -> str:
-        return self._context.messages.now()
+        context = self._context
+        return context.date(context.clock.seconds())
 
     def reply(self, message: dict[str, Any]) -> None:
         self._context.delivery.local.send_on(self.member.connection, message)

@@ -19,6 +19,7 @@ from jsongle.randompool import RandomPool
 from jsongle.signaling.announcer import Announcer
 from jsongle.signaling.application import SignalingApplication, build_application
 from jsongle.signaling.bus import LocalBus
+from jsongle.signaling.calls import Calls
 from jsongle.signaling.connections import LocalConnections
 from jsongle.signaling.delivery import Delivery
 from jsongle.signaling.handlers import HandlerSet
@@ -85,18 +86,20 @@ class Parts:
 
     def __init__(
         self, config: Config, clock: Clock, handlers: HandlerSet, server_id: str = "jsongle-server",
-        bus: Optional[Callable[[LocalConnections], IMessageBus]] = None,
+        bus: Optional[Callable[[Calls], IMessageBus]] = None,
     ) -> None:
         self.clock = clock
         self.metrics = Metrics(CollectorRegistry())
         self.messages = Messages(server_id, RandomIds(RandomPool()), IsoDates(), clock)
         self.local = LocalConnections(self.metrics)
-        self.bus = bus(self.local) if bus is not None else LocalBus()
+        self.calls = Calls(self.metrics, self.local)
+        self.bus = bus(self.calls) if bus is not None else LocalBus()
         self.delivery = Delivery(self.local, self.bus, self.metrics, clock)
-        self.announcer = Announcer(self.messages, self.delivery)
+        self.announcer = Announcer(self.messages, self.delivery, self.calls)
         self.rooms = InMemoryRoomRegistry(
             RoomCaps(config.max_members_per_room, config.max_members_per_multi_room, config.max_multi_room_per_user)
         )
         self.app: SignalingApplication = build_application(
-            config, clock, handlers, self.metrics, self.messages, self.local, self.delivery, self.rooms, self.announcer
+            config, clock, handlers, self.metrics, self.messages, self.local, self.delivery, self.rooms, self.announcer,
+            self.calls,
         )

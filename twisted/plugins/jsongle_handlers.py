@@ -15,6 +15,7 @@ from jsongle.signaling.builtin import (
     MucJoinHandler,
     ProposeHandler,
     RelayHandler,
+    TerminateHandler,
 )
 
 session_hello = HelloHandler()
@@ -34,4 +35,4 @@ session_initiate = RelayHandler("session-initiate")
 transport_info = RelayHandler("transport-info")
 session_decline = RelayHandler("session-decline")
 session_retract = RelayHandler("session-retract")
-session_terminate = RelayHandler("session-terminate")
+session_terminate = TerminateHandler()

@@ -290,7 +290,7 @@ KEYS: Mapping[str, KeySpec] = {
     ),
     "adminToken": KeySpec(
         "admin_token", _string,
-        "Bearer token for the REST admin routes (PUT /logs/levels, GET /logs); empty leaves them open.",
+        "Bearer token for the REST admin routes (PUT /logs/levels, GET /logs); empty serves them to loopback clients only.",
     ),
     "multiRoomPrefix": KeySpec(
         "multi_room_prefix", _string,

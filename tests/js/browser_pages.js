@@ -2,12 +2,14 @@
 //
 //   node browser_pages.js SPEC.json
 //
-// SPEC: {"pages": [{"name": "alice", "url": "http://..."}, ...],
+// SPEC: {"pages": [{"name": "alice", "url": "http://...", "readyWhen": "window.__ready === true"}, ...],
 //        "timeoutMs": 30000, "chromium": "/usr/bin/chromium"}
 //
 // Every page runs its own script and sets `window.__done = true` when it has
 // finished, with what it found in `window.__result` (anything JSON can hold).
-// Pages are opened in the order given and all run at once in one browser.
+// Pages are opened in the order given and all run at once in one browser;
+// a page with `readyWhen` must make that expression true before the next
+// page is opened.
 // Once every page is done (or the time is up), one JSON line is printed on
 // stdout: {"ok": true, "results": {name: result, ...}} or
 // {"ok": false, "error": "...", "results": {name: partial result or null}}.
@@ -37,6 +39,8 @@ const FLAGS = [
   "--disable-renderer-backgrounding",
   "--disable-backgrounding-occluded-windows",
   "--autoplay-policy=no-user-gesture-required",
+  // Calls between two pages of this browser stay on 127.0.0.1.
+  "--allow-loopback-in-peer-connection",
 ];
 
 async function main() {
@@ -54,7 +58,7 @@ async function main() {
       protocolTimeout: timeout + 10000,
     });
     const pages = [];
-    for (const { name, url } of spec.pages) {
+    for (const { name, url, readyWhen } of spec.pages) {
       const page = await browser.newPage();
       results[name] = null;
       page.on("console", (message) => process.stderr.write(`[${name}] ${message.type()}: ${message.text()}\n`));
@@ -63,6 +67,9 @@ async function main() {
         process.stderr.write(`[${name}] request failed: ${request.url()} ${request.failure()?.errorText}\n`));
       await page.goto(url, { waitUntil: "domcontentloaded", timeout });
       pages.push({ name, page });
+      if (readyWhen) {
+        await page.waitForFunction(`(${readyWhen}) || window.__done === true`, { timeout, polling: 50 });
+      }
     }
     const deadline = Date.now() + timeout;
     for (const { name, page } of pages) {

@@ -49,9 +49,18 @@ class PagesRun:
     stderr: str
 
 
-def run_pages(pages: list[tuple[str, str]], timeout: float = 30.0) -> PagesRun:
-    """Open ``pages`` ((name, url) pairs) at once; each page's ``window.__result``."""
-    spec = {"pages": [{"name": n, "url": u} for n, u in pages], "timeoutMs": int(timeout * 1000), "chromium": CHROMIUM}
+def run_pages(pages: list[tuple[str, str]], timeout: float = 30.0, ready_when: Optional[dict[str, str]] = None) -> PagesRun:
+    """Open ``pages`` ((name, url) pairs) at once; each page's ``window.__result``.
+
+    ``ready_when`` maps a page name to a JavaScript expression that must be
+    true in that page before the next page is opened.
+    """
+    ready_when = ready_when or {}
+    spec = {
+        "pages": [{"name": n, "url": u, "readyWhen": ready_when.get(n)} for n, u in pages],
+        "timeoutMs": int(timeout * 1000),
+        "chromium": CHROMIUM,
+    }
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(spec, handle)
     proc = subprocess.Popen(

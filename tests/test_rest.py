@@ -470,3 +470,38 @@ def test_tests_route_fails_once_the_websocket_port_is_unreachable(tmp_path) -> N
     finally:
         yield root.stopService()
         signaling.engine.close_all()
+
+
+def test_daemon_as_a_dashboard_sees_it(daemon_factory) -> None:
+    """CORS, the technical_* series, no _created, /telemetry's boot date: on the running daemon."""
+    daemon = daemon_factory()
+    daemon.wait_for_port("rest")
+    url = daemon.rest_url
+    request = urllib.request.Request(url + "/stats", headers={"Origin": "https://dashboard.example"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+        stats = json.loads(response.read())
+    assert stats["users_count"] == 0 and isinstance(stats["users_count"], int) and "p2p_count" in stats
+    assert not [name for name in stats if name.startswith("technical_")]
+    preflight = urllib.request.Request(url + "/logs/levels", method="OPTIONS", headers={
+        "Origin": "https://dashboard.example", "Access-Control-Request-Method": "PUT",
+        "Access-Control-Request-Headers": "authorization,content-type"})
+    with urllib.request.urlopen(preflight, timeout=10) as response:
+        assert response.status == 204
+        assert response.headers["Access-Control-Allow-Methods"] == "GET,HEAD,PUT,PATCH,POST,DELETE"
+        assert response.headers["Access-Control-Allow-Headers"] == "authorization,content-type"
+    status, _, body = http("GET", url + "/telemetry")
+    booted = host_boot_time()
+    assert status == 200 and booted is not None and json.loads(body)["uptime"] == iso_date(booted)
+    http("GET", url + "/nope")
+    http("GET", url + "/metrics")
+    status, _, body = http("GET", url + "/metrics")
+    text = body.decode()
+    assert "_created" not in text
+    assert "# TYPE p2p_count gauge" in text and "\np2p_count 0.0\n" in text
+    assert 'technical_all_requests_total{method="GET"} 3.0' in text  # /stats, /telemetry, /nope
+    assert 'technical_all_requests_total{method="OPTIONS"}' not in text
+    assert 'technical_all_paths_requests{path="/stats"} 1.0' in text
+    assert 'technical_all_paths_requests{path="unmatched"} 1.0' in text
+    assert "technical_metrics_requests_total 2.0" in text
+    assert 'technical_response_time_ms_count{method="GET",path="/telemetry",status="200"} 1.0' in text

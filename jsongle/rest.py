@@ -115,12 +115,14 @@ class _Front(Resource):
     CORS is the original's ``cors()`` with its defaults: ``*`` on every
     answer, and any ``OPTIONS`` request is a preflight answered 204 with the
     allowed methods and the requested headers echoed.  Paths no route knows
-    are counted under ``UNMATCHED`` so that a scan cannot grow the series
-    without bound.
+    are counted under ``UNMATCHED``, methods HTTP does not define under
+    ``OTHER``, so that a scan cannot grow the series without bound.
     """
 
     isLeaf = True
     UNMATCHED = "unmatched"
+    OTHER = "OTHER"
+    METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "TRACE", "PATCH"})
 
     def __init__(self, inner: Resource, routes: frozenset[str], metrics: Metrics, clock: IReactorTime) -> None:
         super().__init__()
@@ -144,6 +146,7 @@ class _Front(Resource):
         if path == "/metrics":
             return self.inner.render(request)
         method = request.method.decode("ascii", "replace")
+        method = method if method in self.METHODS else self.OTHER
         label = path if path in self.routes else self.UNMATCHED
         self.traffic.requested(method, label)
         begin = self.clock.seconds()

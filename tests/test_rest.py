@@ -124,6 +124,7 @@ def test_technical_metrics_count_the_rest_traffic() -> None:
     harness.json("GET", "/nope/2")
     harness.json("PUT", "/logs/levels", data=b'{"level": "info"}')
     harness.request("OPTIONS", "/stats")  # a preflight: answered before counting, as cors() does
+    harness.request("BREW", "/stats")
     harness.request("GET", "/metrics")
     _, text = harness.request("GET", "/metrics")
     registry = harness.metrics.registry
@@ -131,7 +132,8 @@ def test_technical_metrics_count_the_rest_traffic() -> None:
     assert sample("technical_all_requests_total", {"method": "GET"}) == 4
     assert sample("technical_all_requests_total", {"method": "PUT"}) == 1
     assert sample("technical_all_requests_total", {"method": "OPTIONS"}) is None
-    assert sample("technical_all_paths_requests", {"path": "/stats"}) == 2
+    assert sample("technical_all_requests_total", {"method": "OTHER"}) == 1
+    assert sample("technical_all_paths_requests", {"path": "/stats"}) == 3
     assert sample("technical_all_paths_requests", {"path": "unmatched"}) == 2
     assert sample("technical_all_paths_requests", {"path": "/metrics"}) is None
     assert sample("technical_metrics_requests_total") == 2
@@ -141,7 +143,7 @@ def test_technical_metrics_count_the_rest_traffic() -> None:
     assert sample("technical_response_time_ms_sum", labels) == 0.0  # the clock did not move
     exposed = text.decode()
     assert "# TYPE technical_response_time_ms summary" in exposed
-    assert 'technical_all_paths_requests{path="/stats"} 2.0' in exposed
+    assert 'technical_all_paths_requests{path="/stats"} 3.0' in exposed
     assert 'technical_all_requests_total{method="GET"} ' in exposed
     assert "technical_metrics_requests_total 2.0" in exposed  # this one counted before the rendering
     assert "_created" not in exposed

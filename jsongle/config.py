@@ -246,7 +246,7 @@ KEYS: Mapping[str, KeySpec] = {
     ),
     "corsPolicyOrigin": KeySpec(
         "cors_policy_origin", _string,
-        "Origin allowed by CORS (Access-Control-Allow-Origin).",
+        "Origins allowed by CORS on wsPort, comma-separated; empty allows any origin.",
     ),
     "maxConcurrentUsers": KeySpec(
         "max_concurrent_users", _at_least(1),

@@ -13,8 +13,10 @@ built only on jsongle's transport layers (no JSONgle code):
   ``message-back`` (same arguments) and acknowledges ``message-with-ack``
   with its own arguments.  Binary arguments stay binary.
 
-Both use pingInterval 300 ms, pingTimeout 200 ms, maxPayload 1000000, and
-Socket.IO a connectTimeout of 1000 ms, as the suites assume.
+Both use pingInterval 300 ms, pingTimeout 200 ms, maxPayload 1000000,
+Socket.IO a connectTimeout of 1000 ms, and CORS open to any origin (the
+suites' ``cors: {origin: "*"}``, for their browser mode), as the suites'
+READMEs require.
 
 Usage, from the repository root::
 
@@ -25,6 +27,8 @@ then, in a checkout of either protocol repository (the suites hard-code
 http://localhost:3000, so keep the default port)::
 
     cd test-suite && npm ci && npm test
+
+or, in headless Chromium, ``tests/protocol_suites/run.py`` (see the README).
 
 The server listens on 127.0.0.1 only and prints
 ``listening on 127.0.0.1:PORT`` once it is ready.  Stop it with Ctrl-C.
@@ -51,7 +55,8 @@ from jsongle.interfaces import ISocketApplication
 from jsongle.randompool import RandomPool, SessionIds
 from jsongle.socketio.server import Connection, SocketIOServer
 
-OPTIONS = EngineOptions(ping_interval=300, ping_timeout=200, max_payload=1000000)
+#: The suites run in a browser from a page of another origin: ``cors: {origin: "*"}``.
+OPTIONS = EngineOptions(ping_interval=300, ping_timeout=200, max_payload=1000000, cors_origins=("*",))
 CONNECT_TIMEOUT_SECONDS = 1.0
 
 

@@ -252,7 +252,7 @@ KEYS: Mapping[str, KeySpec] = {
     ),
     "corsPolicyOrigin": KeySpec(
         "cors_policy_origin", _string,
-        "Origin allowed by CORS (Access-Control-Allow-Origin).",
+        "Origins allowed by CORS on wsPort, comma-separated; empty allows any origin.",
     ),
     "maxConcurrentUsers": KeySpec(
         "max_concurrent_users", _at_least(1),
@@ -296,7 +296,7 @@ KEYS: Mapping[str, KeySpec] = {
     ),
     "adminToken": KeySpec(
         "admin_token", _string,
-        "Bearer token for the REST admin routes (PUT /logs/levels, GET /logs); empty leaves them open.",
+        "Bearer token for the REST admin routes (PUT /logs/levels, GET /logs); empty serves them to loopback clients only.",
     ),
     "multiRoomPrefix": KeySpec(
         "multi_room_prefix", _string,

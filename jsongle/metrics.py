@@ -12,7 +12,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Any, Callable, Iterator, Optional
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Summary, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 from twisted.logger import Logger
@@ -35,6 +35,9 @@ BUSINESS = (
     "reactions_total",
     "p2p_count",
 )
+
+#: The ones that count things: ``GET /stats`` answers them as integers.
+COUNTS = frozenset(BUSINESS) - {"duration_total", "recv_total", "sent_total", "p2p_duration_total"}
 
 TRANSPORTS = ("polling", "websocket")
 
@@ -145,6 +148,75 @@ class _Histogram:
         yield HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=self._sum)
 
 
+class _PlainCounter:
+    """A labelled counter exposed under its bare name, without ``_total``.
+
+    The original server names one of its counters
+    ``technical_all_paths_requests``; prometheus-client would append
+    ``_total`` to a :class:`Counter` of that name.
+    """
+
+    def __init__(self, name: str, documentation: str, label: str) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.label = label
+        self._values: dict[str, float] = {}
+
+    def inc(self, value: str) -> None:
+        self._values[value] = self._values.get(value, 0) + 1
+
+    def describe(self) -> list[Metric]:
+        return [Metric(self.name, self.documentation, "counter")]
+
+    def collect(self) -> Iterator[Metric]:
+        family = Metric(self.name, self.documentation, "counter")
+        for value, count in list(self._values.items()):
+            family.add_sample(self.name, {self.label: value}, count)
+        yield family
+
+
+class _WithoutCreated:
+    """A view of a registry that leaves out the ``*_created`` samples.
+
+    prometheus-client doubles every counter, summary and histogram with one;
+    the original server has none.  Filtering here keeps the library's
+    process-wide switch (``disable_created_metrics``) untouched.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            kept = [sample for sample in family.samples if not sample.name.endswith("_created")]
+            if len(kept) != len(family.samples):
+                family.samples = kept
+            yield family
+
+
+class RestTraffic:
+    """The REST API's own traffic, under the original's ``technical_*`` names."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter("technical_all_requests", "Number of requests made", ["method"], registry=registry)
+        self.paths = _PlainCounter("technical_all_paths_requests", "Paths taken in the app", "path")
+        registry.register(self.paths)
+        self.metrics_requests = Counter(
+            "technical_metrics_requests", "number of GET /metrics requests", registry=registry
+        )
+        self.response_time = Summary(
+            "technical_response_time_ms", "Response time in millis", ["method", "path", "status"], registry=registry
+        )
+
+    def requested(self, method: str, path: str) -> None:
+        """A request other than ``/metrics`` arrived (the original leaves those out)."""
+        self.requests.labels(method).inc()
+        self.paths.inc(path)
+
+    def answered(self, method: str, path: str, status: int, milliseconds: float) -> None:
+        self.response_time.labels(method, path, str(status)).observe(milliseconds)
+
+
 class Metrics:
     """The JSONgle-Server metric set, under its original names, and operator metrics."""
 
@@ -162,7 +234,7 @@ class Metrics:
         registry.register(_Traffic(self))
         self.p2p = Counter("p2p", "P2P calls accepted", registry=registry)
         #: Calls in progress, from session-accept to their end (jsongle.signaling.calls).
-        self.p2p_count = Gauge("p2p_count", "P2P calls in progress", registry=registry)
+        self.p2p_count = Gauge("p2p_count", "Number of simultaneous p2p calls", registry=registry)
         self.conference_calls = Gauge(
             "jsongle_conference_calls", "Member-to-member calls in progress in MUC rooms", registry=registry
         )
@@ -170,6 +242,7 @@ class Metrics:
         self.p2p_duration = Counter("p2p_duration", "Reported P2P call durations", registry=registry)
         self.messages = Counter("messages", "MUC text messages", registry=registry)
         self.reactions = Counter("reactions", "MUC reactions", registry=registry)
+        self.rest = RestTraffic(registry)
         # -- operator metrics --
         self.connections = Gauge(
             "jsongle_connections", "Connected clients by Engine.IO transport", ["transport"], registry=registry
@@ -243,10 +316,18 @@ class Metrics:
         self.connect_errors(reason).inc()
 
     def stats(self) -> dict[str, float]:
-        """The business metrics as a flat mapping of exposed names to values (``GET /stats``)."""
-        flat = dict.fromkeys(BUSINESS, 0.0)
+        """The business metrics as a flat mapping of exposed names to values (``GET /stats``).
+
+        Counts are integers, measures (minutes, MB, durations) floats; no
+        ``technical_*`` series, as in the original.
+        """
+        flat: dict[str, float] = dict.fromkeys(BUSINESS, 0)
         for family in self.registry.collect():
             for sample in family.samples:
                 if sample.name in flat and not sample.labels:
-                    flat[sample.name] = sample.value
+                    flat[sample.name] = int(sample.value) if sample.name in COUNTS else sample.value
         return flat
+
+    def exposition(self) -> bytes:
+        """The Prometheus text of the registry, without ``*_created`` samples."""
+        return generate_latest(_WithoutCreated(self.registry))  # type: ignore[arg-type]

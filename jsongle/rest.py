@@ -7,15 +7,16 @@ except ``/metrics`` (Prometheus text) and ``/logs`` (the log file).
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import os
 import platform
 import shutil
 from typing import Any, Callable, Optional
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
 from klein import Klein
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
@@ -34,6 +35,22 @@ log = Logger()
 
 JSON = "application/json"
 CPU_SAMPLE_SECONDS = 0.1
+
+
+CLOSED_ADMIN = (
+    "this route answers loopback clients only while adminToken is empty: "
+    "set adminToken and send it as 'Authorization: Bearer <adminToken>'"
+)
+
+
+def is_loopback(address: Any) -> bool:
+    """127.0.0.0/8 and ::1 (IPv4-mapped too); anything else, or no IP, is not."""
+    try:
+        ip = ipaddress.ip_address(getattr(address, "host", ""))
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
 
 
 class ApiError(Exception):
@@ -66,39 +83,90 @@ def _memory_free_percent() -> Optional[float]:
         return None
 
 
-def _host_uptime() -> Optional[float]:
+def host_boot_time() -> Optional[float]:
+    """When the host booted, in seconds since the epoch (``btime`` of /proc/stat)."""
     try:
-        with open("/proc/uptime", encoding="ascii") as handle:
-            return float(handle.read().split()[0])
+        with open("/proc/stat", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("btime "):
+                    return float(line.split()[1])
     except (OSError, ValueError, IndexError):
-        return None
+        pass
+    return None
 
 
-class _CorsResource(Resource):
-    """Adds the CORS headers, then lets the Klein resource answer."""
+#: What the ``cors`` middleware of the original allows by default.
+CORS_METHODS = b"GET,HEAD,PUT,PATCH,POST,DELETE"
+
+
+def attachment(name: str) -> bytes:
+    """``Content-Disposition`` of a download named ``name`` (RFC 6266):
+    a quoted ASCII fallback, and ``filename*`` when the name is not ASCII."""
+    fallback = "".join(c if " " <= c < "\x7f" and c not in '"\\' else "?" for c in name)
+    value = f'attachment; filename="{fallback}"'
+    if fallback != name:
+        value += "; filename*=UTF-8''" + quote(name, safe="")
+    return value.encode("ascii")
+
+
+class _Front(Resource):
+    """What happens around every route: CORS, the URL check, ``technical_*``.
+
+    CORS is the original's ``cors()`` with its defaults: ``*`` on every
+    answer, and any ``OPTIONS`` request is a preflight answered 204 with the
+    allowed methods and the requested headers echoed.  Paths no route knows
+    are counted under ``UNMATCHED``, methods HTTP does not define under
+    ``OTHER``, so that a scan cannot grow the series without bound.
+    """
 
     isLeaf = True
+    UNMATCHED = "unmatched"
+    OTHER = "OTHER"
+    METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "TRACE", "PATCH"})
 
-    def __init__(self, inner: Resource, origins: tuple[str, ...]) -> None:
+    def __init__(self, inner: Resource, routes: frozenset[str], metrics: Metrics, clock: IReactorTime) -> None:
         super().__init__()
         self.inner = inner
-        self.origins = origins
+        self.routes = routes
+        self.traffic = metrics.rest
+        self.clock = clock
 
     def render(self, request: Any) -> Any:
-        origin = (request.getHeader(b"origin") or b"").decode("latin-1")
-        if origin and self.origins and ("*" in self.origins or origin in self.origins):
-            request.setHeader(b"access-control-allow-origin", origin.encode("utf-8"))
-            request.setHeader(b"vary", b"Origin")
-            request.setHeader(b"access-control-allow-headers", b"Authorization, Content-Type")
-            request.setHeader(b"access-control-allow-methods", b"GET, PUT, OPTIONS")
+        request.setHeader(b"access-control-allow-origin", b"*")
+        if request.method == b"OPTIONS":
+            return self._preflight(request)
         try:
+            path = unquote_to_bytes(request.path).decode("utf-8")
             unquote_to_bytes(request.uri).decode("utf-8")
         except UnicodeDecodeError:
             # Werkzeug would answer this one in plain text; every answer here is JSON.
             request.setResponseCode(400)
             request.setHeader(b"content-type", JSON.encode("ascii"))
             return json.dumps({"errorCode": 400001, "errorMsg": "the URL is not UTF-8"}).encode("utf-8")
+        if path == "/metrics":
+            return self.inner.render(request)
+        method = request.method.decode("ascii", "replace")
+        method = method if method in self.METHODS else self.OTHER
+        label = path if path in self.routes else self.UNMATCHED
+        self.traffic.requested(method, label)
+        begin = self.clock.seconds()
+
+        def answered(_: Any) -> None:
+            elapsed = (self.clock.seconds() - begin) * 1000.0
+            self.traffic.answered(method, label, request.code, elapsed)
+
+        request.notifyFinish().addBoth(answered)
         return self.inner.render(request)
+
+    @staticmethod
+    def _preflight(request: Any) -> bytes:
+        request.setHeader(b"access-control-allow-methods", CORS_METHODS)
+        asked = request.getHeader(b"access-control-request-headers")
+        if asked:
+            request.setHeader(b"access-control-allow-headers", asked)
+        request.setHeader(b"vary", b"Access-Control-Request-Headers")
+        request.setResponseCode(204)
+        return b""
 
 
 class RestApi:
@@ -119,6 +187,7 @@ class RestApi:
         clock: IReactorTime,
         started: float,
         self_check: Callable[[], "Deferred[CheckResult]"],
+        boot_time: Callable[[], Optional[float]] = host_boot_time,
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -126,10 +195,11 @@ class RestApi:
         self.clock = clock
         self.started = started
         self.self_check = self_check
-        self.origins = config.cors_origins
+        self.boot_time = boot_time
 
     def resource(self) -> Resource:
-        return _CorsResource(self.app.resource(), self.origins)
+        routes = frozenset(rule.rule for rule in self.app.url_map.iter_rules())
+        return _Front(self.app.resource(), routes, self.metrics, self.clock)
 
     # ------------------------------------------------------------- helpers
 
@@ -139,9 +209,12 @@ class RestApi:
         return json.dumps(body).encode("utf-8")
 
     def _admin(self, request: Any) -> None:
-        """Raise 401 unless the admin token is unset or presented."""
+        """Let the admin routes answer: with no ``adminToken``, loopback
+        clients only (403 for others); with one, its Bearer (401 without)."""
         token = self.config.admin_token
         if not token:
+            if not is_loopback(request.getClientAddress()):
+                raise ApiError(403, 403000, CLOSED_ADMIN)
             return
         header = (request.getHeader(b"authorization") or b"").decode("latin-1").strip()
         scheme, _, given = header.partition(" ")
@@ -168,9 +241,6 @@ class RestApi:
     def not_allowed(self, request: Any, failure: Any) -> bytes:
         allowed = sorted(set(failure.value.valid_methods or ()) | {"OPTIONS"})
         request.setHeader(b"allow", ", ".join(allowed).encode())
-        if request.method == b"OPTIONS":  # CORS preflight
-            request.setResponseCode(204)
-            return b""
         method = request.method.decode("ascii", "replace")
         return self._json(request, {"errorCode": 405000, "errorMsg": f"method {method} not allowed"}, 405)
 
@@ -203,8 +273,9 @@ class RestApi:
     def prometheus(self, request: Any) -> bytes:
         """Rendered here, not by prometheus_client's MetricsResource: that
         one is a WSGI resource run in the reactor's thread pool."""
+        self.metrics.rest.metrics_requests.inc()
         request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
-        return generate_latest(self.metrics.registry)
+        return self.metrics.exposition()
 
     @app.route("/telemetry", methods=["GET"])
     @inlineCallbacks
@@ -214,8 +285,9 @@ class RestApi:
         ``cpuFree`` is the idle share of ``/proc/stat`` CPU time over a
         short sample (0.1 s on the injected clock); without ``/proc`` it is
         an estimate from the 1-minute load average per CPU.  ``uptime`` is
-        the host's (``/proc/uptime``), in seconds; ``diskFree`` is for the
-        file system holding the log file.
+        the date the host booted (the original's meaning), ``null`` where it
+        cannot be known; ``diskFree`` is for the file system holding the log
+        file.
         """
         begin = self.clock.seconds()
         before = _cpu_times()
@@ -232,11 +304,12 @@ class RestApi:
             disk_free = round(100.0 * disk.free / disk.total, 2)
         except OSError:
             disk_free = None
+        booted = self.boot_time()
         return self._json(request, {
             "memoryFree": _memory_free_percent(),
             "diskFree": disk_free,
             "cpuFree": cpu_free,
-            "uptime": _host_uptime(),
+            "uptime": None if booted is None else iso_date(booted),
             "executionTime": self._elapsed_ms(begin),
             "system": platform.platform(),
         })
@@ -284,4 +357,5 @@ class RestApi:
         except OSError as error:
             raise ApiError(500, 500001, f"cannot read the log file: {error.strerror}") from None
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"content-disposition", attachment(os.path.basename(self.config.log_path)))
         return text

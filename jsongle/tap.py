@@ -234,6 +234,8 @@ class JsongleService(service.MultiService):
         config = self.signaling.config
         if not config.app_token:
             log.warn("appToken is empty: anyone can connect")
+        if not config.admin_token:
+            log.info("adminToken is empty: GET /logs and PUT /logs/levels answer loopback clients only")
         if self.signaling.cluster is not None:
             self.signaling.cluster.startService()
         elif config.reuse_port:

@@ -12,8 +12,8 @@ import websocket
 ALLOWED = "https://app.example"
 
 
-def _get(url: str, origin: str | None = None, method: str = "GET"):
-    request = urllib.request.Request(url, method=method)
+def _get(url: str, origin: str | None = None, method: str = "GET", headers: dict[str, str] | None = None):
+    request = urllib.request.Request(url, method=method, headers=headers or {})
     if origin is not None:
         request.add_header("Origin", origin)
     try:
@@ -39,7 +39,10 @@ def test_polling_handshake_echoes_an_allowed_origin(cors_daemon):
 def test_preflight_lists_methods(cors_daemon):
     status, headers, _ = _get(f"{cors_daemon.ws_url}/socket.io/?EIO=4&transport=polling", ALLOWED, "OPTIONS")
     assert status == 204
-    assert "POST" in headers["Access-Control-Allow-Methods"]
+    assert headers["Access-Control-Allow-Methods"] == "GET,HEAD,PUT,PATCH,POST,DELETE"
+    assert headers["Access-Control-Allow-Origin"] == ALLOWED
+    status, _, _ = _get(f"{cors_daemon.ws_url}/socket.io/?EIO=4&transport=polling", "https://evil.example", "OPTIONS")
+    assert status == 403
 
 
 def test_polling_from_another_origin_is_forbidden(cors_daemon):
@@ -61,11 +64,27 @@ def test_websocket_origin_is_checked(cors_daemon):
         ws.close()
 
 
-def test_without_cors_config_no_cors_headers(daemon_factory):
+def test_without_cors_config_any_origin_is_answered(daemon_factory):
+    """Empty corsPolicyOrigin: the request's Origin is answered, with credentials, as socket.io's
+    ``cors: {origin: true, credentials: true}`` would; a request without Origin gets no CORS header."""
     daemon = daemon_factory()
-    status, headers, _ = _get(f"{daemon.ws_url}/socket.io/?EIO=4&transport=polling", ALLOWED)
-    assert status == 200
-    assert "Access-Control-Allow-Origin" not in headers
+    url = f"{daemon.ws_url}/socket.io/?EIO=4&transport=polling"
+    for origin in ("https://app.example", "http://127.0.0.1:9", "null"):
+        status, headers, body = _get(url, origin)
+        assert status == 200 and body.startswith(b'0{"sid":')
+        assert headers["Access-Control-Allow-Origin"] == origin
+        assert headers["Access-Control-Allow-Credentials"] == "true"
+        assert headers["Vary"] == "Origin"
+    status, headers, _ = _get(url)
+    assert status == 200 and "Access-Control-Allow-Origin" not in headers
+    asked = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type,x-requested-with"}
+    status, headers, body = _get(url, ALLOWED, "OPTIONS", asked)
+    assert (status, body) == (204, b"")
+    assert headers["Access-Control-Allow-Origin"] == ALLOWED
+    assert headers["Access-Control-Allow-Credentials"] == "true"
+    assert headers["Access-Control-Allow-Methods"] == "GET,HEAD,PUT,PATCH,POST,DELETE"
+    assert headers["Access-Control-Allow-Headers"] == "content-type,x-requested-with"
+    assert headers["Vary"] == "Origin, Access-Control-Request-Headers"
 
 
 @pytest.mark.parametrize(

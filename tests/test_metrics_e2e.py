@@ -127,4 +127,5 @@ def test_business_metrics_after_a_real_session(daemon_factory, puppet):
         "p2p_duration_total": 12,
         "messages_total": 1,
         "reactions_total": 1,
+        "p2p_count": 0,
     }

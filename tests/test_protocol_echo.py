@@ -165,3 +165,24 @@ def test_websocket_binary_event_is_echoed_with_attachments(port):
         assert _recv(ws) == bytes([8, 9])
     finally:
         ws.close()
+
+
+@pytest.mark.parametrize("path", ["/engine.io/", "/socket.io/"])
+def test_any_origin_may_run_the_suites_in_a_browser(port, path):
+    """``cors: {origin: "*"}`` as the suites' READMEs ask: the browser suite runs from another origin."""
+    origin = "http://127.0.0.1:1"
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("OPTIONS", f"{path}?EIO=4&transport=polling", headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"})
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 204
+        assert response.getheader("access-control-allow-origin") == origin
+        assert response.getheader("access-control-allow-headers") == "content-type"
+        connection.request("GET", f"{path}?EIO=4&transport=polling", headers={"Origin": origin})
+        response = connection.getresponse()
+        assert response.read().startswith(b"0{")
+        assert response.getheader("access-control-allow-origin") == origin
+    finally:
+        connection.close()

@@ -28,6 +28,10 @@ FORBIDDEN = (4, "Forbidden")
 UNSUPPORTED_PROTOCOL_VERSION = (5, "Unsupported protocol version")
 
 
+#: What socket.io's default CORS (the ``cors`` package) lets a preflight ask for.
+CORS_METHODS = b"GET,HEAD,PUT,PATCH,POST,DELETE"
+
+
 def origin_allowed(origin: Optional[str], allowed: tuple[str, ...]) -> bool:
     """Browsers send Origin; other clients may not, and are let through."""
     if not allowed or origin is None or "*" in allowed:
@@ -59,19 +63,26 @@ class EngineIOResource(Resource):
     def render(self, request: Request) -> object:
         origin_header = request.getHeader(b"origin")
         origin = origin_header.decode("latin-1") if origin_header else None
-        allowed = self.engine.options.cors_origins
-        if allowed:
-            if not origin_allowed(origin, allowed):
-                return self._error(request, FORBIDDEN, status=403)
-            if origin is not None:
-                request.setHeader(b"access-control-allow-origin", origin.encode("latin-1"))
-                request.setHeader(b"access-control-allow-credentials", b"true")
-                request.setHeader(b"vary", b"Origin")
+        if not origin_allowed(origin, self.engine.options.cors_origins):
+            return self._error(request, FORBIDDEN, status=403)
+        vary = []
+        if origin is not None:
+            # An empty corsPolicyOrigin means any origin: a web app on its own
+            # origin works with a default client, long-polling included.
+            request.setHeader(b"access-control-allow-origin", origin_header)
+            request.setHeader(b"access-control-allow-credentials", b"true")
+            vary.append(b"Origin")
         if request.method == b"OPTIONS":
-            request.setHeader(b"access-control-allow-methods", b"GET, POST")
-            request.setHeader(b"access-control-allow-headers", b"content-type")
+            request.setHeader(b"access-control-allow-methods", CORS_METHODS)
+            asked = request.getHeader(b"access-control-request-headers")
+            if asked:
+                request.setHeader(b"access-control-allow-headers", asked)
+            vary.append(b"Access-Control-Request-Headers")
+            request.setHeader(b"vary", b", ".join(vary))
             request.setResponseCode(204)
             return b""
+        if vary:
+            request.setHeader(b"vary", b", ".join(vary))
 
         if _arg(request, b"EIO") != "4":
             return self._error(request, UNSUPPORTED_PROTOCOL_VERSION)

@@ -97,6 +97,8 @@ class Config:
     redis_connect_timeout: float = 5.0
     redis_reply_timeout: float = 10.0
     self_check_timeout: float = 5.0
+    resume_window: float = 120.0
+    resume_buffer_bytes: int = 1048576
 
     @property
     def redis_address(self) -> "RedisAddress | None":
@@ -227,6 +229,15 @@ def _duration(raw: str) -> float:
     if seconds <= 0:
         raise _Invalid("must be a duration greater than zero")
     return seconds
+
+
+def _duration_or_off(raw: str) -> float:
+    """A duration, or 0 to turn the feature off."""
+    text = _require(raw)
+    match = _DURATION.fullmatch(text)
+    if not match:
+        raise _Invalid("is not a duration (e.g. 2m, 30s or seconds; 0 turns it off)")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
 
 
 class KeySpec(NamedTuple):
@@ -401,6 +412,14 @@ KEYS: Mapping[str, KeySpec] = {
     "selfCheckTimeout": KeySpec(
         "self_check_timeout", _duration,
         "How long GET /tests may take to complete its session-hello before it fails.",
+    ),
+    "resumeWindow": KeySpec(
+        "resume_window", _duration_or_off,
+        "How long a client that opted in (resume: true) and lost its transport keeps its session and rooms; 0 turns resume off.",
+    ),
+    "resumeBufferBytes": KeySpec(
+        "resume_buffer_bytes", _at_least(1024),
+        "Bytes kept per resumable session for it to catch up; an away session past it ends.",
     ),
 }
 

@@ -38,6 +38,7 @@ from jsongle.signaling.handlers import HandlerConflict, HandlerSet, discover
 from jsongle.signaling.messages import Messages, RandomIds
 from jsongle.signaling.roomrules import RoomCaps
 from jsongle.signaling.rooms import InMemoryRoomRegistry
+from jsongle.socketio.recovery import InMemorySessionStore, Recovery
 from jsongle.socketio.server import SocketIOServer
 
 log = Logger()
@@ -111,7 +112,13 @@ class Signaling:
             config, clock, handlers, metrics, messages, local, delivery, self.rooms, announcer, calls
         )
         ids = SessionIds(random)
-        self.socketio = SocketIOServer({"/": self.application}, clock, config.connect_timeout / 1000.0, ids, metrics.connect_refused)
+        recovery = Recovery(
+            InMemorySessionStore(), clock, config.resume_window, config.resume_buffer_bytes, ids, metrics.resume_outcome
+        )
+        metrics.watch_away(recovery.away_count)
+        self.socketio = SocketIOServer(
+            {"/": self.application}, clock, config.connect_timeout / 1000.0, ids, metrics.connect_refused, recovery
+        )
         self.engine = EngineServer(
             EngineOptions(
                 config.ping_interval,

@@ -31,8 +31,12 @@ class Admission:
         self._local = local
         self.failed_attempts = FailedAttempts(config.connect_failures_per_ip, config.connect_failure_window)
 
-    def admit(self, remote: str, auth: dict[str, Any]) -> None:
-        """Let a client in, or raise ConnectRefused with the reason it sees."""
+    def admit(self, remote: str, auth: dict[str, Any], returning: bool = False) -> None:
+        """Let a client in, or raise ConnectRefused with the reason it sees.
+
+        ``returning``: it takes back a session it lost (a resume); it is
+        checked as a connect is, but it already holds its place (capacity).
+        """
         expected = self._config.app_token
         if expected:
             now = self._clock.seconds()
@@ -46,7 +50,7 @@ class Admission:
             if not hmac.compare_digest(token.encode("utf-8"), expected.encode("utf-8")):
                 self.failed_attempts.failed(remote, now)
                 self.refuse(INVALID_APP_TOKEN)
-        if len(self._local) >= self._config.max_concurrent_users:
+        if not returning and len(self._local) >= self._config.max_concurrent_users:
             self.refuse(SERVER_FULL)
 
     def refuse(self, reason: str) -> NoReturn:

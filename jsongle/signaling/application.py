@@ -86,6 +86,16 @@ class SignalingApplication:
         self._metrics.received_bytes += connection.received_size
         self.checks.receive(member, message)
 
+    def away(self, connection: IConnection, reason: str) -> None:
+        """Its transport was lost but it may resume: it stays in its rooms,
+        registered; what is sent to it waits in the Socket.IO layer."""
+        self.log.info("{sid} lost its transport ({reason}), waiting for it to resume", sid=connection.id, reason=reason)
+
+    def resume(self, connection: IConnection, remote: str, auth: dict[str, Any]) -> None:
+        """It comes back: admitted as a connect is (same checks, same refusals),
+        its Member carries on with its identity, rooms and rate budget."""
+        self.admission.admit(remote, auth, returning=True)
+
     def disconnect(self, connection: IConnection, reason: str) -> None:
         member: Member = connection.state
         if not self.local.remove(connection.id):

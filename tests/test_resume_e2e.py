@@ -1,0 +1,163 @@
+"""Resume after a network blip (connection state recovery), end to end.
+
+The real daemon, stock socket.io-client sockets (reconnection on) and a TCP
+proxy between one of them and the daemon that plays the network: a live P2P
+call, the callee's network cut and kept down while the caller goes on
+sending, then back. Within ``resumeWindow`` the callee gets its session back
+(``recovered``, same socket id, every missed message once and in order) and
+the caller never sees it leave; past the window the caller sees ``left`` and
+the callee starts afresh.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.support.tcpproxy import TcpProxy
+from tests.test_protocol_e2e import SERVER_ID, TOKEN, Client
+
+FAST_PINGS = {"pingInterval": 1000, "pingTimeout": 1000}
+RECONNECT = {"reconnection": True, "reconnectionDelay": 100, "reconnectionDelayMax": 300, "randomizationFactor": 0}
+
+
+@pytest.fixture
+def proxies():
+    made: list[TcpProxy] = []
+
+    def make(port: int) -> TcpProxy:
+        proxy = TcpProxy(port)
+        made.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in made:
+        proxy.close()
+
+
+def join(puppet: Any, url: str, name: str, uid: str, resume: bool = True, **options: Any) -> Client:
+    """Connect (opting in to resume unless told not to), answer the hello."""
+    auth: dict[str, Any] = {"appToken": TOKEN}
+    if resume:
+        auth["resume"] = True
+    puppet.connect(name, url, auth=auth, **{**RECONNECT, **options})
+    client = Client(puppet, name, puppet.next(name, "connect")["id"])
+    answer_hello(client, uid)
+    return client
+
+
+def answer_hello(client: Client, uid: str) -> None:
+    hello = client.receive()
+    assert hello["jsongle"]["query"] == "session-hello"
+    client.uid = uid
+    client.send(SERVER_ID, {
+        "action": "iq-result", "query": "session-hello", "transaction": hello["jsongle"]["transaction"],
+        "description": {"uid": uid, "dn": uid.title()},
+    })
+    ack = client.receive()
+    assert ack["jsongle"] == {"action": "ack", "status": "success", "transaction": hello["jsongle"]["transaction"]}
+
+
+def call(caller: Client, callee: Client, rid: str) -> None:
+    """Both in a P2P room, a call proposed and accepted."""
+    callee.iq_set("session-join", {"rid": rid})
+    assert callee.receive()["jsongle"]["action"] == "iq-result"
+    caller.iq_set("session-join", {"rid": rid})
+    assert caller.receive()["jsongle"]["action"] == "iq-result"
+    assert callee.receive()["jsongle"]["event"] == "joined"
+    sid = str(uuid.uuid4())
+    caller.send(rid, {"action": "session-propose", "sid": sid, "initiator": caller.uid, "responder": callee.uid, "description": {}})
+    assert caller.receive()["jsongle"]["reason"] == "trying"
+    assert callee.receive()["jsongle"]["action"] == "session-propose"
+    callee.send(rid, {"action": "session-accept", "sid": sid, "initiator": caller.uid, "responder": callee.uid, "description": {}})
+    assert caller.receive()["jsongle"]["action"] == "session-accept"
+
+
+def keep_talking(caller: Client, rid: str, rounds: int) -> list[str]:
+    """The caller sends transport-info and session-text; returns their ids in order."""
+    sent = []
+    for index in range(rounds):
+        info = caller.send(rid, {"action": "transport-info", "sid": "s", "description": {"candidate": f"c{index}"}})
+        text = caller.send(rid, {"action": "session-text", "namespace": "room", "description": {"text": f"t{index}"}})
+        sent += [info["id"], text["id"]]
+        ack = caller.receive()
+        assert ack["jsongle"]["event"] == "ack" and ack["jsongle"]["description"]["mid"] == text["id"]
+    return sent
+
+
+def jsongle_lines(puppet: Any, name: str) -> list[dict[str, Any]]:
+    return [line for line in puppet.pending(name) if line.get("type") == "event" and line.get("event") == "jsongle"]
+
+
+def wait_line(daemon: Any, pattern: str, timeout: float = 10.0) -> None:
+    daemon.wait_for_line(pattern, timeout=timeout)
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_a_call_survives_a_network_cut(daemon_factory, puppet, proxies, transport):
+    daemon = daemon_factory({**FAST_PINGS, "resumeWindow": "30s"})
+    network = proxies(daemon.ws_port)
+    caller = join(puppet, daemon.ws_url, "alice", "alice", transports=["websocket"])
+    callee = join(puppet, network.url, "bob", "bob", transports=[transport])
+    call(caller, callee, "r1")
+    before = puppet.state("bob")
+    assert before["pid"] and before["offset"] and before["connected"]
+
+    assert network.cut(down=True) >= 1
+    # The server notices: at once on WebSocket, at the ping timeout on polling.
+    wait_line(daemon, rf"{re.escape(callee.sid)} lost its transport")
+    assert puppet.next("bob", "disconnect")["reason"] in ("transport close", "transport error")
+    missed = keep_talking(caller, "r1", 3)
+    network.up()
+
+    back = puppet.next("bob", "connect", timeout=15)
+    assert back["recovered"] is True and back["id"] == callee.sid
+    got = [callee.receive() for _ in missed]
+    assert [message["id"] for message in got] == missed
+    assert [message["jsongle"]["action"] for message in got] == ["transport-info", "session-text"] * 3
+    assert all(message["to"] == callee.sid for message in got)
+    # Live traffic again, nothing twice, no new hello, no 'left' for the caller.
+    live = keep_talking(caller, "r1", 1)
+    assert [callee.receive()["id"] for _ in live] == live
+    puppet.assert_quiet("bob", "event")
+    puppet.assert_quiet("alice", "event")
+    seen = [line["args"][0] for line in puppet._seen["bob"] if line.get("type") == "event"]
+    ids = [message["id"] for message in seen]
+    assert len(ids) == len(set(ids))
+    assert sum(1 for message in seen if message["jsongle"].get("query") == "session-hello") == 1
+    assert not [m for m in caller.received if m["jsongle"].get("event") == "left"]
+    # The callee still talks in its room, with the identity of its hello.
+    text = callee.send("r1", {"action": "session-text", "namespace": "room", "description": {"text": "back"}})
+    assert caller.receive()["id"] == text["id"]
+    daemon.wait_for_line(rf"{re.escape(callee.sid)} resumed from .*: 6 missed packet")
+
+
+def test_past_the_window_the_room_sees_left_and_the_client_starts_afresh(daemon_factory, puppet, proxies):
+    daemon = daemon_factory({**FAST_PINGS, "resumeWindow": "2s"})
+    network = proxies(daemon.ws_port)
+    caller = join(puppet, daemon.ws_url, "alice", "alice", transports=["websocket"])
+    callee = join(puppet, network.url, "bob", "bob", transports=["websocket"])
+    call(caller, callee, "r1")
+
+    network.cut(down=True)
+    wait_line(daemon, rf"{re.escape(callee.sid)} lost its transport")
+    away_at = time.monotonic()
+    keep_talking(caller, "r1", 1)
+    left = caller.receive()
+    assert left["jsongle"]["event"] == "left" and left["jsongle"]["description"]["member"]["uid"] == "bob"
+    assert time.monotonic() - away_at > 1.5
+    wait_line(daemon, rf"{re.escape(callee.sid)} not resumed \(resume window passed\)")
+    network.up()
+
+    back = puppet.next("bob", "connect", timeout=15)
+    assert back["recovered"] is False and back["id"] != callee.sid
+    fresh = Client(puppet, "bob", back["id"])
+    answer_hello(fresh, "bob")
+    assert fresh.received[0]["to"] == back["id"]
+    fresh.iq_set("session-join", {"rid": "r1"})
+    assert fresh.receive()["jsongle"]["description"]["members"] == [{"uid": "alice", "dn": "Alice"}]
+    assert caller.receive()["jsongle"]["event"] == "joined"

@@ -277,7 +277,7 @@ class JsongleService(service.MultiService):
             log.info("SIGHUP: log file reopened")
 
     def stopService(self) -> Any:
-        """Stop listening, DISCONNECT every client, then flush and close the log.
+        """Stop listening, close every client's transport, then flush and close the log.
 
         The Deferred fires once the sessions are gone, or after
         ``shutdown_timeout`` seconds at most.

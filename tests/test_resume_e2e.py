@@ -161,3 +161,94 @@ def test_past_the_window_the_room_sees_left_and_the_client_starts_afresh(daemon_
     fresh.iq_set("session-join", {"rid": "r1"})
     assert fresh.receive()["jsongle"]["description"]["members"] == [{"uid": "alice", "dn": "Alice"}]
     assert caller.receive()["jsongle"]["event"] == "joined"
+
+
+def metric(daemon: Any, name: str) -> float:
+    """One sample of the daemon's /metrics (0 when absent)."""
+    import urllib.request
+
+    with urllib.request.urlopen(daemon.rest_url + "/metrics", timeout=10) as response:
+        text = response.read().decode("utf-8")
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_the_newest_connection_takes_the_session_over_and_the_old_transport_cannot_undo_it(
+    daemon_factory, puppet, proxies
+):
+    """The client's side of the network is cut, the server's stays open and
+    silent: the client reconnects while the server still holds the old
+    transport (its ping timeout has not come). The new connection wins and the
+    old transport is closed; its timeout, later, changes nothing."""
+    daemon = daemon_factory({**FAST_PINGS, "resumeWindow": "30s"})
+    network = proxies(daemon.ws_port)
+    caller = join(puppet, daemon.ws_url, "alice", "alice", transports=["websocket"])
+    callee = join(puppet, network.url, "bob", "bob", transports=["websocket"])
+    call(caller, callee, "r1")
+    network.cut(client_side_only=True)
+    back = puppet.next("bob", "connect", timeout=15)
+    assert back["recovered"] is True and back["id"] == callee.sid
+    daemon.wait_for_line(rf"{re.escape(callee.sid)} resumed from")
+    sent = keep_talking(caller, "r1", 2)
+    assert [callee.receive()["id"] for _ in sent] == sent
+    # Past the old transport's ping timeout (1 s + 1 s): nothing happens to the session.
+    puppet.assert_quiet("alice", "event", within=2.5)
+    assert not any(f"{callee.sid} lost its transport" in line for line in daemon.lines())
+    assert metric(daemon, 'jsongle_resumes_total{outcome="recovered"}') == 1
+    assert metric(daemon, "jsongle_sessions_away") == 0
+    assert puppet.state("bob")["connected"] is True
+
+
+def test_without_resume_no_offsets_and_a_one_argument_python_socketio_handler_works(daemon_factory, puppet):
+    from tests.test_transport_e2e import PyClient
+
+    pytest.importorskip("socketio")
+    daemon = daemon_factory({"resumeWindow": "30s"})
+    stock = join(puppet, daemon.ws_url, "alice", "alice", resume=False)
+    assert puppet.state("alice")["pid"] is None
+    python = PyClient()  # its handler is ``lambda data: ...``: one argument
+    try:
+        python.connect(daemon.ws_url, ["websocket"])
+        hello = python.next("jsongle")
+        assert hello["jsongle"]["query"] == "session-hello"
+        python.sio.emit("jsongle", {"to": SERVER_ID, "jsongle": {
+            "action": "iq-result", "query": "session-hello", "transaction": hello["jsongle"]["transaction"],
+            "description": {"uid": "bob"}}})
+        assert python.next("jsongle")["jsongle"]["status"] == "success"
+        python.sio.emit("jsongle", {"to": SERVER_ID, "jsongle": {
+            "action": "iq-set", "query": "session-join", "transaction": "t1", "description": {"rid": "r1"}}})
+        assert python.next("jsongle")["jsongle"]["action"] == "iq-result"
+        stock.iq_set("session-join", {"rid": "r1"})
+        assert stock.receive()["jsongle"]["action"] == "iq-result"
+        assert python.next("jsongle")["jsongle"]["event"] == "joined"
+        text = stock.send("r1", {"action": "session-text", "namespace": "room", "description": {"text": "hi"}})
+        assert python.next("jsongle")["id"] == text["id"]
+        assert stock.receive()["jsongle"]["event"] == "ack"
+    finally:
+        python.close()
+    lines = [line for line in puppet._seen["alice"] if line.get("type") == "event"]
+    assert lines and all(len(line["args"]) == 1 for line in lines)  # no offset argument
+
+
+def test_a_pid_alone_lets_no_one_in_and_a_forged_one_gets_a_fresh_session(daemon_factory, puppet):
+    daemon = daemon_factory({"resumeWindow": "30s"})
+    alice = join(puppet, daemon.ws_url, "alice", "alice")
+    pid = puppet.state("alice")["pid"]
+    # Alice's real pid with a wrong token: refused, and Alice keeps her session.
+    puppet.connect("thief", daemon.ws_url, auth={"appToken": "wrong", "pid": pid, "offset": "1"}, reconnection=False)
+    assert puppet.next("thief", "connect_error")["message"] == "invalid appToken"
+    assert metric(daemon, 'jsongle_resumes_total{outcome="refused"}') == 1
+    # A forged pid with the right token: a session of its own, never Alice's.
+    puppet.connect("forger", daemon.ws_url, auth={"appToken": TOKEN, "pid": pid[:-2] + "xx", "offset": "1", "resume": True},
+                   reconnection=False)
+    forged = puppet.next("forger", "connect")
+    assert forged["id"] != alice.sid and forged["recovered"] is False
+    hello = puppet.next_jsongle("forger")
+    assert hello["jsongle"]["query"] == "session-hello" and hello["to"] == forged["id"]
+    assert puppet.state("forger")["pid"] != pid
+    assert metric(daemon, 'jsongle_resumes_total{outcome="unknown"}') == 1
+    # Alice noticed nothing.
+    puppet.assert_quiet("alice", "event")
+    assert puppet.state("alice")["connected"] is True and puppet.state("alice")["id"] == alice.sid

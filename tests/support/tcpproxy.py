@@ -19,6 +19,8 @@ class TcpProxy:
         self._target = target_port
         self._lock = threading.Lock()
         self._pairs: set[tuple[socket.socket, socket.socket]] = set()
+        #: Server-side sockets left open, silent, by a cut of the client side only.
+        self._held: list[socket.socket] = []
         self._down = False
         self._closed = False
         #: How many connections were piped through, to each target port.
@@ -40,16 +42,21 @@ class TcpProxy:
         with self._lock:
             self._target = port
 
-    def cut(self, down: bool = False) -> int:
+    def cut(self, down: bool = False, client_side_only: bool = False) -> int:
         """End every live connection at both ends; with ``down``, keep the
         network down (new connections are closed at once) until :meth:`up`.
-        Returns how many connections were cut."""
+        With ``client_side_only`` the server's ends stay open and silent (it
+        learns of the loss by its ping timeout only). Returns how many
+        connections were cut."""
         with self._lock:
             self._down = self._down or down
             pairs, self._pairs = self._pairs, set()
-        for pair in pairs:
-            for sock in pair:
-                _close(sock)
+            if client_side_only:
+                self._held.extend(upstream for _, upstream in pairs)
+        for client, upstream in pairs:
+            _close(client)
+            if not client_side_only:
+                _close(upstream)
         return len(pairs)
 
     def up(self) -> None:
@@ -62,6 +69,10 @@ class TcpProxy:
             self._closed = True
         _close(self._listener)
         self.cut()
+        with self._lock:
+            held, self._held = self._held, []
+        for sock in held:
+            _close(sock)
         self._acceptor.join(timeout=5)
 
     # -- internals -----------------------------------------------------------
@@ -109,8 +120,10 @@ class TcpProxy:
             pass
         with self._lock:
             self._pairs.discard(pair)
-        for sock in pair:
-            _close(sock)
+            held = pair[1] in self._held
+        _close(pair[0])
+        if not held:
+            _close(pair[1])
 
 
 def _close(sock: socket.socket) -> None:

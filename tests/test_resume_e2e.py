@@ -136,11 +136,12 @@ def test_a_call_survives_a_network_cut(daemon_factory, puppet, proxies, transpor
     daemon.wait_for_line(rf"{re.escape(callee.sid)} resumed from .*: 6 missed packet")
 
 
-def test_past_the_window_the_room_sees_left_and_the_client_starts_afresh(daemon_factory, puppet, proxies):
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_past_the_window_the_room_sees_left_and_the_client_starts_afresh(daemon_factory, puppet, proxies, transport):
     daemon = daemon_factory({**FAST_PINGS, "resumeWindow": "2s"})
     network = proxies(daemon.ws_port)
     caller = join(puppet, daemon.ws_url, "alice", "alice", transports=["websocket"])
-    callee = join(puppet, network.url, "bob", "bob", transports=["websocket"])
+    callee = join(puppet, network.url, "bob", "bob", transports=[transport])
     call(caller, callee, "r1")
 
     network.cut(down=True)
@@ -161,6 +162,9 @@ def test_past_the_window_the_room_sees_left_and_the_client_starts_afresh(daemon_
     fresh.iq_set("session-join", {"rid": "r1"})
     assert fresh.receive()["jsongle"]["description"]["members"] == [{"uid": "alice", "dn": "Alice"}]
     assert caller.receive()["jsongle"]["event"] == "joined"
+    assert metric(daemon, 'jsongle_resumes_total{outcome="expired"}') == 1
+    assert metric(daemon, 'jsongle_resumes_total{outcome="unknown"}') == 1
+    assert metric(daemon, "users_count") == 2
 
 
 def metric(daemon: Any, name: str) -> float:
@@ -252,3 +256,29 @@ def test_a_pid_alone_lets_no_one_in_and_a_forged_one_gets_a_fresh_session(daemon
     # Alice noticed nothing.
     puppet.assert_quiet("alice", "event")
     assert puppet.state("alice")["connected"] is True and puppet.state("alice")["id"] == alice.sid
+
+
+def test_a_call_across_two_nodes_survives_a_cut_when_the_client_comes_back_to_its_node(
+    redis_server, daemon_factory, puppet, proxies
+):
+    """With redisUrl: the caller on one node, the callee on another behind a
+    cut network; what the caller's node sends over the bus while the callee
+    is away is kept by the callee's node and delivered on its return."""
+    from tests.test_cluster_e2e import start_cluster
+
+    node1, node2 = start_cluster(daemon_factory, redis_server, 2, resumeWindow="30s", **FAST_PINGS)
+    network = proxies(node2.ws_port)
+    caller = join(puppet, node1.ws_url, "alice", "alice", transports=["websocket"])
+    callee = join(puppet, network.url, "bob", "bob", transports=["websocket"])
+    call(caller, callee, "r1")
+    network.cut(down=True)
+    wait_line(node2, rf"{re.escape(callee.sid)} lost its transport")
+    missed = keep_talking(caller, "r1", 3)
+    network.up()
+    back = puppet.next("bob", "connect", timeout=15)
+    assert back["recovered"] is True and back["id"] == callee.sid
+    assert [callee.receive()["id"] for _ in missed] == missed
+    puppet.assert_quiet("bob", "event")
+    assert not [m for m in caller.received if m["jsongle"].get("event") == "left"]
+    text = callee.send("r1", {"action": "session-text", "namespace": "room", "description": {"text": "back"}})
+    assert caller.receive()["id"] == text["id"]

@@ -247,6 +247,12 @@ class JsongleService(service.MultiService):
             self.signaling.cluster.startService()
         elif config.reuse_port:
             log.warn("reusePort=true without redisUrl: each process sharing wsPort has its own rooms")
+        if config.reuse_port and config.resume_window > 0:
+            log.warn(
+                "reusePort=true with resumeWindow={window:g}s: a client that reconnects to another process "
+                "starts afresh and its old session waits out the window",
+                window=config.resume_window,
+            )
         if not config.use_https:
             log.info("useHTTPS=false: serving plain HTTP/WebSocket (put TLS in front, e.g. a reverse proxy)")
         super().startService()

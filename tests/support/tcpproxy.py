@@ -109,8 +109,8 @@ class TcpProxy:
             return None
 
     def _pump(self, source: socket.socket, sink: socket.socket, pair: tuple[socket.socket, socket.socket]) -> None:
-        source.settimeout(None)
         try:
+            source.settimeout(None)  # raises if a cut closed it already
             while True:
                 data = source.recv(65536)
                 if not data:

@@ -366,3 +366,98 @@ def test_recovery_off_ignores_resume():
     assert event_args(session.take()[0]) == ["jsongle", {"hello": reply["sid"]}]
     _, again = stack.connect({"pid": "anything", "offset": "1"})
     assert stack.outcomes == []
+
+
+# -- the JSONgle application behind it ---------------------------------------------
+
+
+def jsongle_stack(window: float = WINDOW, **config: Any) -> Any:
+    """The real SignalingApplication (as the service wires it) behind the Socket.IO layer."""
+    from jsongle.config import Config
+    from jsongle.signaling.builtin import builtin_actions, builtin_queries
+    from jsongle.signaling.handlers import HandlerSet
+    from tests.support.fakes import Parts
+
+    clock = Clock()
+    parts = Parts(Config(**{"app_token": "t", "resume_window": window, **config}), clock, HandlerSet(builtin_queries(), builtin_actions()))
+    ids = SessionIds(RandomPool())
+    recovery = Recovery(InMemorySessionStore(), clock, window, 1 << 20, ids, parts.metrics.resume_outcome)
+    server = SocketIOServer({"/": parts.app}, clock, 45.0, ids, lambda reason, ns: None, recovery)
+    return parts, server, recovery, clock
+
+
+def jsongle_client(server: Any, name: str, auth: dict[str, Any]) -> tuple[RecordedSession, dict[str, Any]]:
+    session = RecordedSession(name)
+    server.on_engine_open(session)
+    session.receive("0" + json.dumps(auth))
+    return session, json.loads(session.written.pop(0)[1:])
+
+
+def jsongle_messages(session: RecordedSession) -> list[dict[str, Any]]:
+    return [event_args(text)[1] for text in session.take()]
+
+
+def greet_and_join(session: RecordedSession, uid: str, rid: str) -> None:
+    (hello,) = jsongle_messages(session)
+    transaction = hello["jsongle"]["transaction"]
+    session.receive("2" + json.dumps(["jsongle", {"to": "jsongle-server", "jsongle": {
+        "action": "iq-result", "query": "session-hello", "transaction": transaction, "description": {"uid": uid}}}]))
+    session.receive("2" + json.dumps(["jsongle", {"to": "jsongle-server", "jsongle": {
+        "action": "iq-set", "query": "session-join", "transaction": "j", "description": {"rid": rid}}}]))
+
+
+def test_the_member_keeps_its_identity_and_rooms_while_away_and_leaves_at_the_window():
+    parts, server, recovery, clock = jsongle_stack()
+    alice, _ = jsongle_client(server, "a", {"appToken": "t"})
+    greet_and_join(alice, "alice", "r1")
+    bob, bob_reply = jsongle_client(server, "b", {"appToken": "t", "resume": True})
+    greet_and_join(bob, "bob", "r1")
+    alice.take()
+    member = parts.local.get(bob_reply["sid"]).state
+    bob.take()
+
+    bob.lost(TRANSPORT_CLOSE)
+    assert parts.local.get(bob_reply["sid"]).state is member and member.uid == "bob"
+    assert parts.metrics.users_count._value.get() == 2
+    alice.receive("2" + json.dumps(["jsongle", {"id": "m1", "to": "r1", "jsongle": {
+        "action": "session-text", "namespace": "room", "description": {"text": "hi"}}}]))
+    assert [m["jsongle"].get("event") for m in jsongle_messages(alice)] == ["ack"]  # no 'left'
+    # Back with a wrong token: refused like a connect, and counted as a failed attempt.
+    thief = RecordedSession("x")
+    server.on_engine_open(thief)
+    thief.receive("0" + json.dumps({"appToken": "wrong", "pid": bob_reply["pid"], "offset": "3"}))
+    assert thief.take() == ['4{"message":"invalid appToken"}']
+    # Back with the right one: the same Member, the missed message, then it talks in its room.
+    back = RecordedSession("b2")
+    server.on_engine_open(back)
+    back.receive("0" + json.dumps({"appToken": "t", "pid": bob_reply["pid"], "offset": "3"}))
+    written = back.take()
+    assert json.loads(written[0][1:])["sid"] == bob_reply["sid"]
+    assert [event_args(text)[1]["id"] for text in written[1:]] == ["m1"]
+    assert parts.local.get(bob_reply["sid"]).state is member
+    back.receive("2" + json.dumps(["jsongle", {"id": "m2", "to": "r1", "jsongle": {
+        "action": "session-text", "namespace": "room", "description": {"text": "back"}}}]))
+    assert [m["id"] for m in jsongle_messages(alice)] == ["m2"]
+
+    back.lost(PING_TIMEOUT)
+    clock.advance(WINDOW)
+    (left,) = jsongle_messages(alice)
+    assert left["jsongle"]["event"] == "left" and left["jsongle"]["description"]["member"]["uid"] == "bob"
+    assert parts.local.get(bob_reply["sid"]) is None and parts.metrics.users_count._value.get() == 1
+    samples = {s.labels["outcome"]: s.value for s in parts.metrics.resumes.metric.collect()[0].samples
+               if s.name.endswith("_total")}
+    assert samples == {"recovered": 1, "expired": 1, "unknown": 0, "refused": 1}
+
+
+def test_a_full_server_still_lets_its_own_members_back():
+    parts, server, recovery, clock = jsongle_stack(max_concurrent_users=1)
+    bob, reply = jsongle_client(server, "b", {"appToken": "t", "resume": True})
+    bob.lost(TRANSPORT_CLOSE)
+    other = RecordedSession("o")
+    server.on_engine_open(other)
+    other.receive("0" + json.dumps({"appToken": "t"}))
+    assert other.take() == ['4{"message":"server full"}']
+    back = RecordedSession("b2")
+    server.on_engine_open(back)
+    back.receive("0" + json.dumps({"appToken": "t", "pid": reply["pid"], "offset": "1"}))
+    assert json.loads(back.take()[0][1:])["sid"] == reply["sid"]

@@ -130,6 +130,10 @@ class IHandlerRequest(Interface):
     jsongle = Attribute("message['jsongle'], checked to be a dict.")
     member = Attribute("The sending IMember.")
     room = Attribute("The target Room snapshot, or None when sent to the server.")
+    addressee = Attribute(
+        "The uid of the one member the message is for (``to`` = ``<rid>/<uid>``), "
+        "or None when it is for the whole room (or the server)."
+    )
     rooms = Attribute("The IRoomRegistry.")
     config = Attribute("The server Config.")
     metrics = Attribute("The Metrics.")

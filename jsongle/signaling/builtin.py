@@ -180,7 +180,11 @@ class AcceptHandler(RelayHandler):
         room = request.room
         if room is not None:
             member = request.member
-            parties = [m for m in room.members if m.connection_id != member.connection_id]
+            addressee = request.addressee
+            parties = [
+                m for m in room.members
+                if m.connection_id != member.connection_id and (addressee is None or m.uid == addressee)
+            ]
             request.calls.accepted(room.rid, room.kind, request.jsongle.get("sid"), [member.ref, *parties])
 
 

@@ -30,6 +30,7 @@ from jsongle.signaling.bus import LocalBus
 from jsongle.signaling.handlers import HandlerConflict, HandlerSet, discover
 from jsongle.signaling.rooms import InMemoryRoomRegistry, RoomCaps
 from jsongle.socketio.server import SocketIOServer
+from jsongle.startchecks import StartError, check_files, listen_error
 
 log = Logger()
 
@@ -49,6 +50,10 @@ class Options(usage.Options):
             self.config, self.warnings = load_config(self["config"], os.environ)
         except ConfigError as error:
             raise usage.UsageError(f"bad configuration: {error}")
+        try:
+            check_files(self.config)
+        except StartError as error:
+            raise usage.UsageError(str(error))
         if self.config.use_https:
             self.tls = tls_options(self.config)
         try:
@@ -130,10 +135,11 @@ def cluster_node(config: Config, reactor: Any, caps: RoomCaps) -> Any:
 class ListeningService(StreamServerEndpointService):
     """Listens and logs the bound address (port 0 picks a free one)."""
 
-    def __init__(self, label: str, endpoint: Any, factory: Any) -> None:
+    def __init__(self, label: str, endpoint: Any, factory: Any, config: Optional[Config] = None) -> None:
         super().__init__(endpoint, factory)
         self._raiseSynchronously = True
         self.label = label
+        self.config = config
         self.port: Any = None
         self._number: Optional[int] = None
 
@@ -147,7 +153,15 @@ class ListeningService(StreamServerEndpointService):
         return self._number if self.running else None
 
     def privilegedStartService(self) -> None:
-        super().privilegedStartService()
+        from twisted.internet.error import CannotListenError
+
+        try:
+            super().privilegedStartService()
+        except CannotListenError as error:
+            if self.config is None:
+                raise
+            # One line naming the key, like a bad value, and a failed start.
+            raise SystemExit(str(listen_error(self.label, self.config, error))) from None
         self._waitingForPort.addCallback(self._announce)
 
     def _announce(self, port: Any) -> Any:
@@ -324,7 +338,7 @@ def makeService(options: Options) -> service.IService:
         endpoint = SSL4ServerEndpoint(reactor, config.ws_port, options.tls, backlog=LISTEN_BACKLOG, interface=interface)
     else:
         endpoint = TCP4ServerEndpoint(reactor, config.ws_port, backlog=LISTEN_BACKLOG, interface=interface)
-    websocket = ListeningService("websocket", endpoint, site)
+    websocket = ListeningService("websocket", endpoint, site, config)
     websocket.setServiceParent(root)
     add_rest_service(root, reactor, config, getattr(options, "tls", None), signaling, console, websocket)
     return root
@@ -347,4 +361,4 @@ def add_rest_service(
         endpoint = SSL4ServerEndpoint(reactor, config.rest_port, tls, interface=interface)
     else:
         endpoint = TCP4ServerEndpoint(reactor, config.rest_port, interface=interface)
-    ListeningService("rest", endpoint, Site(api.resource())).setServiceParent(root)
+    ListeningService("rest", endpoint, Site(api.resource()), config).setServiceParent(root)

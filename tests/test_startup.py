@@ -78,3 +78,88 @@ def test_https_serves_socketio_over_tls(tmp_path, daemon_factory, puppet):
     hello = puppet.next_jsongle("b", where=lambda m: m["jsongle"].get("query") == "session-hello")
     assert hello["to"] == connected["id"]
     assert "useHTTPS=false" not in daemon.output()
+
+
+# -- every key that names a file, an address or a port ----------------------
+
+
+def assert_one_line_naming(output: str, key: str, value: object) -> None:
+    assert "Traceback" not in output, output
+    naming = [line for line in output.splitlines() if f"{key}: {value!r}" in line]
+    assert len(naming) == 1, output
+    assert "bad configuration" in naming[0]
+
+
+def occupied_port():
+    """A listening socket on 127.0.0.1: its port is in use while it is open."""
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    return holder
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("logPath", "/nonexistent/dir/x.log"),
+        ("listenAddress", "not.an.ip"),
+        ("listenAddress", "localhost"),
+        ("redisUrl", "redis:/127.0.0.1"),
+        ("redisUrl", "rediss://h:port"),
+    ],
+)
+def test_a_path_or_address_that_cannot_be_used_stops_the_start(tmp_path, key, value):
+    code, output = run_expecting_failure(tmp_path, {key: value})
+    assert code != 0
+    assert_one_line_naming(output, key, value)
+    assert "listening on" not in output
+
+
+def test_a_log_path_that_is_a_directory_stops_the_start(tmp_path):
+    code, output = run_expecting_failure(tmp_path / "run", {"logPath": tmp_path})
+    assert code != 0
+    assert_one_line_naming(output, "logPath", str(tmp_path))
+
+
+def test_a_log_path_in_a_read_only_directory_stops_the_start(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if os.access(locked, os.W_OK):  # root writes anywhere
+        pytest.skip("running as root: no directory is read-only")
+    path = str(locked / "x.log")
+    code, output = run_expecting_failure(tmp_path / "run", {"logPath": path})
+    assert code != 0
+    assert_one_line_naming(output, "logPath", path)
+
+
+def test_an_address_not_on_this_machine_stops_the_start(tmp_path):
+    # TEST-NET-1 (RFC 5737): never assigned to an interface here.
+    code, output = run_expecting_failure(tmp_path, {"listenAddress": "192.0.2.1"})
+    assert code != 0
+    assert_one_line_naming(output, "listenAddress", "192.0.2.1")
+
+
+@pytest.mark.parametrize("key", ["wsPort", "restPort"])
+def test_a_port_in_use_stops_the_start(tmp_path, key):
+    holder = occupied_port()
+    try:
+        port = holder.getsockname()[1]
+        code, output = run_expecting_failure(tmp_path, {key: port})
+    finally:
+        holder.close()
+    assert code != 0
+    assert_one_line_naming(output, key, port)
+    assert "already in use" in output
+
+
+@pytest.mark.parametrize("content", [None, "not a certificate\n"])
+def test_a_redis_ca_file_that_cannot_be_used_stops_the_start(tmp_path, content):
+    path = tmp_path / "ca.pem"
+    if content is not None:
+        path.write_text(content)
+    config = {"redisUrl": "rediss://127.0.0.1:1", "redisCaFile": path}
+    code, output = run_expecting_failure(tmp_path / "run", config)
+    assert code != 0
+    assert_one_line_naming(output, "redisCaFile", str(path))

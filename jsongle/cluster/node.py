@@ -59,6 +59,7 @@ class ClusterNode(Service):
         self.node_timeout = node_timeout
         self.local_users = local_users
         self.stats = ClusterStats()
+        registry.announce_wait = node_timeout
         self._loop = LoopingCall(self.tick)
         self._loop.clock = clock
         self._ticking = False

@@ -17,11 +17,13 @@ import json
 from typing import Any, Callable, Iterable, Optional
 
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from jsongle.cluster import scripts
+from jsongle.cluster.bus import node_channel
 from jsongle.cluster.link import RedisLink, RedisUnavailable
 from jsongle.interfaces import IRoomRegistry
 from jsongle.signaling import errors
@@ -71,6 +73,9 @@ class RedisRoomRegistry:
         #: the departed have left: joins and leaves wait in ``_held``.
         self._resyncing = False
         self._held: list[Deferred] = []
+        #: How long a ``left`` for another node's members waits for that node
+        #: to listen again (nodeTimeout: past it, the node is dead anyway).
+        self.announce_wait = 15.0
         #: The token Redis holds for its current life (set by the heartbeat):
         #: the same token after a reconnection means Redis kept its state.
         self.epoch: Optional[str] = None
@@ -241,17 +246,28 @@ class RedisRoomRegistry:
             self._shut_out(before, member, kept)
             return
         room = self._apply(rid, answer["seq"], answer["room"])
-        if kept and answer["r"] == "ok" and room is not None:
+        if answer["r"] != "ok" or room is None:
+            return
+        others = tuple(m for m in room.members if m.connection_id != member.connection_id)
+        if kept:
             # Swept while away: the others were told it left; now it is back.
-            others = tuple(m for m in room.members if m.connection_id != member.connection_id)
             self.announce_join(rid, room.kind, member, others)
+            return
+        # Redis restarted empty and someone joined before this node was back:
+        # the newcomer was not shown this member, nor this member the newcomer.
+        known = {m.connection_id for m in before.members}
+        newcomers = tuple(m for m in others if m.connection_id not in known)
+        if newcomers:
+            self.announce_join(rid, room.kind, member, newcomers)
+            for newcomer in newcomers:
+                self.announce_join(rid, room.kind, newcomer, (member,))
 
     def _shut_out(self, before: Room, member: RoomMember, kept: bool) -> None:
         """No room for ``member`` any more: it is out, and hears so about itself."""
         self.log.info("{cid} could not be put back in {rid}: it leaves the room", cid=member.connection_id, rid=before.rid)
         self._forget_member(before.rid, member.connection_id)
         targets = (member,) + self._told_of_departure(before, member, kept, frozenset(self._pending_leaves))
-        self.announce(LeaveResult(before.rid, before.kind, member, targets))
+        self._announce_departure(LeaveResult(before.rid, before.kind, member, targets))
 
     def _told_of_departure(
         self, before: Room, gone: RoomMember, kept: bool, departing: frozenset[str]
@@ -324,7 +340,35 @@ class RedisRoomRegistry:
             if rid not in found:
                 targets = self._told_of_departure(room, gone, kept, departing)
                 if targets:
-                    self.announce(LeaveResult(rid, room.kind, gone, targets))
+                    self._announce_departure(LeaveResult(rid, room.kind, gone, targets))
+
+    def _announce_departure(self, result: LeaveResult) -> None:
+        """Tell this node's members now, another node's once it listens.
+
+        After Redis restarted empty the other nodes reconnect on their own
+        back-off; a copy published to a node not subscribed yet is lost.
+        """
+        here = tuple(m for m in result.remaining if m.node == self.node_id)
+        if here:
+            self.announce(result._replace(remaining=here))
+        elsewhere: dict[str, list[RoomMember]] = {}
+        for target in result.remaining:
+            if target.node != self.node_id:
+                elsewhere.setdefault(target.node, []).append(target)
+        deadline = self.link.clock.seconds() + self.announce_wait
+        for node, targets in elsewhere.items():
+            told = result._replace(remaining=tuple(targets))
+            self._when_listening(node, deadline).addCallback(lambda _, told=told: self.announce(told))
+
+    def _when_listening(self, node: str, deadline: float) -> Deferred:
+        """Fires once ``node`` is subscribed to its channel (or at ``deadline``)."""
+
+        def check(answer: Any) -> Any:
+            if int(answer[1]) > 0 or self.link.clock.seconds() >= deadline:
+                return None
+            return deferLater(self.link.clock, 0.1, self._when_listening, node, deadline)
+
+        return self.link.command("PUBSUB", "NUMSUB", node_channel(node)).addCallback(check).addErrback(lambda _: None)
 
     def _announce_all(self, results: Iterable[LeaveResult]) -> None:
         for result in results:

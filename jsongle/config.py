@@ -127,7 +127,7 @@ class Config:
             if f.name in ("app_token", "admin_token"):
                 value = "***" if value else ""
             elif f.name == "redis_url" and value:
-                value = re.sub(r":[^:@/]*@", ":***@", value)
+                value = masked_redis_url(value)
             parts.append(f"{f.name}={value!r}")
         return f"Config({', '.join(parts)})"
 
@@ -218,6 +218,11 @@ def _log_level(raw: str) -> str:
 
 _REDIS_URL = re.compile(r"(rediss?)://(?:([^:@/]*):([^@/]*)@)?([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\])(?::([0-9]{1,5}))?(?:/([0-9]+))?/?", re.ASCII)
 _NODE_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}", re.ASCII)
+
+
+def masked_redis_url(url: str) -> str:
+    """redisUrl with its password replaced by ``***``: fit for any log."""
+    return re.sub(r":[^:@/]*@", ":***@", url)
 
 
 def _redis_url(raw: str) -> str:
@@ -466,5 +471,6 @@ def load_config(path: str | None, environ: Mapping[str, str]) -> tuple[Config, l
         try:
             fields[spec.field] = spec.parser(value)
         except ValueError as exc:
-            raise ConfigError(name, value, str(exc)) from None
+            shown = masked_redis_url(value) if name == "redisUrl" else value
+            raise ConfigError(name, shown, str(exc)) from None
     return Config(**fields), warnings

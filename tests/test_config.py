@@ -316,6 +316,12 @@ def test_redis_password_masked() -> None:
     assert "s3cret" not in repr(config) and "rediss://app:***@h:6380" in repr(config)
 
 
+def test_a_bad_redis_url_is_shown_without_its_password() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"redisUrl": "rediss://app:s3cret@h:port"})
+    assert "s3cret" not in str(info.value) and "rediss://app:***@h:port" in str(info.value)
+
+
 def test_redis_ca_file_goes_with_the_address() -> None:
     config, _ = load_config(None, {"redisUrl": "rediss://h", "redisCaFile": "/etc/ssl/redis-ca.pem"})
     assert config.redis_address == RedisAddress("h", 6379, 0, None, None, True, "/etc/ssl/redis-ca.pem")

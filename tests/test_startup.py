@@ -163,3 +163,20 @@ def test_a_redis_ca_file_that_cannot_be_used_stops_the_start(tmp_path, content):
     code, output = run_expecting_failure(tmp_path / "run", config)
     assert code != 0
     assert_one_line_naming(output, "redisCaFile", str(path))
+
+
+@pytest.mark.parametrize("missing", ["key", "cert"])
+def test_a_missing_key_or_cert_is_one_line(tmp_path, missing):
+    key, cert = write_self_signed(tmp_path)
+    paths = {"key": str(key), "cert": str(cert)}
+    paths[missing] = str(tmp_path / "absent.pem")
+    code, output = run_expecting_failure(tmp_path / "run", {"useHTTPS": True, **paths})
+    assert code != 0
+    assert_one_line_naming(output, missing, paths[missing])
+
+
+def test_a_bad_redis_url_never_shows_its_password(tmp_path):
+    code, output = run_expecting_failure(tmp_path, {"redisUrl": "redis://user:pw-s3cret@h:port"})
+    assert code != 0
+    assert "pw-s3cret" not in output
+    assert_one_line_naming(output, "redisUrl", "redis://user:***@h:port")

@@ -24,18 +24,23 @@ class StartError(Exception):
 
 
 def writable_file(key: str, path: str) -> None:
-    """``path`` can be opened for appending (created if missing)."""
+    """``path`` can be opened for appending (it is created if missing)."""
     if os.path.isdir(path):
         raise StartError(key, path, "is a directory, not a file")
-    if os.path.exists(path):
-        if not os.access(path, os.W_OK):
-            raise StartError(key, path, "cannot be written by this user")
-        return
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise StartError(key, path, f"cannot be created: directory {parent!r} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise StartError(key, path, f"cannot be created: directory {parent!r} is not writable by this user")
+    if os.path.exists(path) and not os.path.isfile(path):
+        # A device or a FIFO: opening it here could block (a FIFO without reader).
+        if not os.access(path, os.W_OK):
+            raise StartError(key, path, "cannot be written by this user")
+        return
+    try:
+        # The real test: permissions, read-only mounts, special file systems.
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as error:
+        raise StartError(key, path, f"cannot be written: {error.strerror or error}") from None
 
 
 def readable_file(key: str, path: str) -> None:

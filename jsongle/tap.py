@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.server import Site
 
+from jsongle import twistdlog
 from jsongle.config import Config, ConfigError, load_config
 from jsongle.engineio.resource import engineio_site
 from jsongle.engineio.server import EngineOptions, EngineServer
@@ -62,31 +63,8 @@ class Options(usage.Options):
             raise usage.UsageError(f"handler plugins conflict: {error}")
         if self.parent is not None and not self.parent.get("logger"):
             # twistd builds its log observer with this (its --logger option).
-            self.parent["logger"] = f"{__name__}.{twistd_log_observer.__name__}"
-            TWISTD_LOGGING["server_options"] = self.parent
-
-
-#: What twistd's log observer factory needs: twistd's options (from
-#: ``Options.postOptions``), the console level and the log file (from
-#: ``makeService``, which twistd calls before it starts logging).
-TWISTD_LOGGING: dict[str, Any] = {}
-
-
-def twistd_log_observer() -> Any:
-    """twistd's own console observer behind logDefaultLevel, the log file
-    beside it: both in place before twistd's first line (its banner)."""
-    from twisted.scripts.twistd import _SomeApplicationRunner
-
-    from jsongle.logfile import FileLogObserver
-
-    settings = dict(TWISTD_LOGGING.get("server_options") or {})
-    settings["logger"] = None
-    default = _SomeApplicationRunner.loggerFactory(settings)._getLogObserver()
-    if "console" not in TWISTD_LOGGING:
-        return default
-    logfile = TWISTD_LOGGING["logfile"]
-    logfile.open()
-    return TWISTD_LOGGING["console"].wrap(default, also=[FileLogObserver(logfile)])
+            self.parent["logger"] = f"{twistdlog.__name__}.{twistdlog.observer.__name__}"
+            twistdlog.SETTINGS["server_options"] = self.parent
 
 
 def tls_options(config: Config) -> ssl.CertificateOptions:
@@ -348,7 +326,7 @@ def makeService(options: Options) -> service.IService:
     secrets = [config.app_token, getattr(config, "admin_token", "")]
     logfile = LogFile(config.log_path, config.log_file_period, config.log_files_number, reactor)
     console = ConsoleLevel(config.log_default_level, secrets=secrets)
-    TWISTD_LOGGING.update(console=console, logfile=logfile)
+    twistdlog.SETTINGS.update(console=console, logfile=logfile)
     root = JsongleService(signaling, console, options.warnings, logfile, options["config"], reactor)
     interface = config.listen_address or ""
     site: Any = signaling.site()

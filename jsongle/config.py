@@ -473,4 +473,7 @@ def load_config(path: str | None, environ: Mapping[str, str]) -> tuple[Config, l
         except ValueError as exc:
             shown = masked_redis_url(value) if name == "redisUrl" else value
             raise ConfigError(name, shown, str(exc)) from None
-    return Config(**fields), warnings
+    config = Config(**fields)
+    if config.redis_ca_file and not config.redis_url.strip().startswith("rediss://"):
+        warnings.append("redisCaFile is set but redisUrl is not rediss:// (TLS): it is not used")
+    return config, warnings

@@ -322,6 +322,11 @@ def test_a_bad_redis_url_is_shown_without_its_password() -> None:
     assert "s3cret" not in str(info.value) and "rediss://app:***@h:port" in str(info.value)
 
 
+def test_redis_ca_file_without_tls_is_warned_about() -> None:
+    _, warnings = load_config(None, {"redisUrl": "redis://h", "redisCaFile": "/etc/ssl/redis-ca.pem"})
+    assert warnings == ["redisCaFile is set but redisUrl is not rediss:// (TLS): it is not used"]
+
+
 def test_redis_ca_file_goes_with_the_address() -> None:
     config, _ = load_config(None, {"redisUrl": "rediss://h", "redisCaFile": "/etc/ssl/redis-ca.pem"})
     assert config.redis_address == RedisAddress("h", 6379, 0, None, None, True, "/etc/ssl/redis-ca.pem")

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, NamedTuple
+from urllib.parse import unquote
 
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
@@ -50,6 +52,12 @@ class RedisAddress(NamedTuple):
     port: int
     db: int
     password: "str | None"
+    #: The ACL user (``redis://user:password@host``); None for ``default``.
+    username: "str | None" = None
+    #: ``rediss://``: TLS, the server's certificate checked.
+    tls: bool = False
+    #: The CA that signed the server's certificate (redisCaFile); None: the system's.
+    ca_file: "str | None" = None
 
 
 @dataclass(frozen=True, repr=False)
@@ -80,6 +88,7 @@ class Config:
     max_payload: int = 1000000
     connect_timeout: int = 45000
     redis_url: str = ""
+    redis_ca_file: str = ""
     node_id: str = ""
     node_timeout: float = 15.0
     reuse_port: bool = False
@@ -104,8 +113,11 @@ class Config:
         match = _REDIS_URL.fullmatch(self.redis_url.strip())
         if not match:
             return None
-        password, host, port, db = match.groups()
-        return RedisAddress(host.strip("[]"), int(port or 6379), int(db or 0), password or None)
+        scheme, username, password, host, port, db = match.groups()
+        return RedisAddress(
+            host.strip("[]"), int(port or 6379), int(db or 0), unquote(password) if password else None,
+            unquote(username) if username else None, scheme == "rediss", self.redis_ca_file or None,
+        )
 
     @property
     def cors_origins(self) -> tuple[str, ...]:
@@ -121,7 +133,7 @@ class Config:
             if f.name in ("app_token", "admin_token"):
                 value = "***" if value else ""
             elif f.name == "redis_url" and value:
-                value = re.sub(r":[^:@/]*@", ":***@", value)
+                value = masked_redis_url(value)
             parts.append(f"{f.name}={value!r}")
         return f"Config({', '.join(parts)})"
 
@@ -177,6 +189,16 @@ def _at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _ip_address(raw: str) -> str:
+    text = raw.strip()
+    if text:
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            raise _Invalid("is not an IP address (e.g. 127.0.0.1 or ::1; empty for all interfaces)") from None
+    return text
+
+
 def _port(raw: str) -> int:
     value = _integer(raw)
     if not 0 <= value <= 65535:
@@ -200,14 +222,21 @@ def _log_level(raw: str) -> str:
     return text
 
 
-_REDIS_URL = re.compile(r"redis://(?:(?:[^:@/]*):([^@/]*)@)?([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\])(?::([0-9]{1,5}))?(?:/([0-9]+))?/?", re.ASCII)
+_REDIS_URL = re.compile(r"(rediss?)://(?:([^:@/]*):([^@/]*)@)?([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\])(?::([0-9]{1,5}))?(?:/([0-9]+))?/?", re.ASCII)
 _NODE_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}", re.ASCII)
+
+
+def masked_redis_url(url: str) -> str:
+    """redisUrl with its password replaced by ``***``: fit for any log."""
+    return re.sub(r":[^:@/]*@", ":***@", url)
 
 
 def _redis_url(raw: str) -> str:
     text = raw.strip()
     if text and not _REDIS_URL.fullmatch(text):
-        raise _Invalid("is not a Redis URL (redis://[:password@]host[:port][/db], or empty for one process)")
+        raise _Invalid(
+            "is not a Redis URL (redis:// or rediss:// (TLS), [[user]:password@]host[:port][/db], or empty for one process)"
+        )
     return text
 
 
@@ -247,7 +276,7 @@ KEYS: Mapping[str, KeySpec] = {
         "Port of the REST API (health, metrics); 0 picks a free port.",
     ),
     "listenAddress": KeySpec(
-        "listen_address", _string,
+        "listen_address", _ip_address,
         "Interface both ports bind to; empty means all interfaces.",
     ),
     "corsPolicyOrigin": KeySpec(
@@ -333,6 +362,10 @@ KEYS: Mapping[str, KeySpec] = {
     "redisUrl": KeySpec(
         "redis_url", _redis_url,
         "Redis shared by the processes of one cluster (redis://host:6379/0); empty keeps rooms in this process.",
+    ),
+    "redisCaFile": KeySpec(
+        "redis_ca_file", _string,
+        "CA certificate (PEM) that signed the Redis server's certificate, for a rediss:// redisUrl; empty: the system's CAs.",
     ),
     "nodeId": KeySpec(
         "node_id", _node_id,
@@ -468,5 +501,9 @@ def load_config(path: str | None, environ: Mapping[str, str]) -> tuple[Config, l
         try:
             fields[spec.field] = spec.parser(value)
         except ValueError as exc:
-            raise ConfigError(name, value, str(exc)) from None
-    return Config(**fields), warnings
+            shown = masked_redis_url(value) if name == "redisUrl" else value
+            raise ConfigError(name, shown, str(exc)) from None
+    config = Config(**fields)
+    if config.redis_ca_file and not config.redis_url.strip().startswith("rediss://"):
+        warnings.append("redisCaFile is set but redisUrl is not rediss:// (TLS): it is not used")
+    return config, warnings

@@ -177,8 +177,9 @@ class LogFile:
         self.closed = False
 
     def open(self) -> None:
-        """Open (or create) the file for appending."""
-        self._file = open(self.path, "a", encoding="utf-8")
+        """Open (or create) the file for appending; once open, nothing to do."""
+        if self._file is None:
+            self._file = open(self.path, "a", encoding="utf-8")
 
     def write(self, text: str) -> None:
         if self.closed:

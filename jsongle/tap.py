@@ -39,6 +39,7 @@ from jsongle.signaling.messages import Messages, RandomIds
 from jsongle.signaling.roomrules import RoomCaps
 from jsongle.signaling.rooms import InMemoryRoomRegistry
 from jsongle.socketio.server import SocketIOServer
+from jsongle.startchecks import StartError, check_files, listen_error
 
 log = Logger()
 
@@ -58,6 +59,10 @@ class Options(usage.Options):
             self.config, self.warnings = load_config(self["config"], os.environ)
         except ConfigError as error:
             raise usage.UsageError(f"bad configuration: {error}")
+        try:
+            check_files(self.config)
+        except StartError as error:
+            raise usage.UsageError(str(error))
         if self.config.use_https:
             self.tls = tls_options(self.config)
         try:
@@ -150,7 +155,7 @@ def cluster_node(
     bus = RedisBus(link, node_id, calls.from_other_node)
     delivery = Delivery(local, bus, metrics, reactor)
     announcer = Announcer(messages, delivery, calls)
-    registry = RedisRoomRegistry(link, node_id, caps, announcer)
+    registry = RedisRoomRegistry(link, node_id, caps, announcer, config.node_timeout)
     node = ClusterNode(link, registry, bus, reactor, config.node_timeout, local.__len__, metrics.failed)
     return node, delivery, announcer
 
@@ -158,10 +163,11 @@ def cluster_node(
 class ListeningService(StreamServerEndpointService):
     """Listens and logs the bound address (port 0 picks a free one)."""
 
-    def __init__(self, label: str, endpoint: Any, factory: Any) -> None:
+    def __init__(self, label: str, endpoint: Any, factory: Any, config: Optional[Config] = None) -> None:
         super().__init__(endpoint, factory)
         self._raiseSynchronously = True
         self.label = label
+        self.config = config
         self.port: Any = None
         self._number: Optional[int] = None
 
@@ -175,7 +181,15 @@ class ListeningService(StreamServerEndpointService):
         return self._number if self.running else None
 
     def privilegedStartService(self) -> None:
-        super().privilegedStartService()
+        from twisted.internet.error import CannotListenError
+
+        try:
+            super().privilegedStartService()
+        except CannotListenError as error:
+            if self.config is None:
+                raise
+            # One line naming the key, like a bad value, and a failed start.
+            raise SystemExit(str(listen_error(self.label, self.config, error))) from None
         self._waitingForPort.addCallback(self._announce)
 
     def _announce(self, port: Any) -> Any:
@@ -205,8 +219,12 @@ class JsongleService(service.MultiService):
         logfile: Any = None,
         config_path: Optional[str] = None,
         reactor: Any = None,
+        twistd_options: Any = None,
     ) -> None:
         super().__init__()
+        #: twistd's own options: when given, the console level and the log
+        #: file are in place before twistd logs its first line.
+        self.twistd_options = twistd_options
         self.signaling = signaling
         self.console = console
         self.warnings = warnings
@@ -216,6 +234,17 @@ class JsongleService(service.MultiService):
         self.shutdown_timeout = signaling.config.shutdown_timeout
         self._previous_sighup: Any = None
         self._previous_sigterm: Any = None
+
+    def setServiceParent(self, parent: Any) -> None:
+        """twistd asks the application it builds for its log observer first:
+        ours, behind logDefaultLevel, with the log file beside it."""
+        super().setServiceParent(parent)
+        if self.twistd_options is not None and self.logfile is not None and hasattr(parent, "setComponent"):
+            from twisted.logger import ILogObserver
+
+            from jsongle.twistdlog import observer
+
+            parent.setComponent(ILogObserver, observer(self.twistd_options, self.console, self.logfile))
 
     def startService(self) -> None:
         from jsongle.logfile import FileLogObserver
@@ -341,7 +370,7 @@ def makeService(options: Options) -> service.IService:
     secrets = [config.app_token, getattr(config, "admin_token", "")]
     logfile = LogFile(config.log_path, config.log_file_period, config.log_files_number, reactor, signaling.metrics.failed)
     console = ConsoleLevel(config.log_default_level, secrets=secrets)
-    root = JsongleService(signaling, console, options.warnings, logfile, options["config"], reactor)
+    root = JsongleService(signaling, console, options.warnings, logfile, options["config"], reactor, options.parent)
     interface = config.listen_address or ""
     site: Any = signaling.site()
     # Clients reconnect in bursts (after a restart, a network change): a
@@ -358,7 +387,7 @@ def makeService(options: Options) -> service.IService:
         endpoint = SSL4ServerEndpoint(reactor, config.ws_port, options.tls, backlog=LISTEN_BACKLOG, interface=interface)
     else:
         endpoint = TCP4ServerEndpoint(reactor, config.ws_port, backlog=LISTEN_BACKLOG, interface=interface)
-    websocket = ListeningService("websocket", endpoint, site)
+    websocket = ListeningService("websocket", endpoint, site, config)
     websocket.setServiceParent(root)
     add_rest_service(root, reactor, config, getattr(options, "tls", None), signaling, console, websocket)
     return root
@@ -383,4 +412,4 @@ def add_rest_service(
         endpoint = SSL4ServerEndpoint(reactor, config.rest_port, tls, interface=interface)
     else:
         endpoint = TCP4ServerEndpoint(reactor, config.rest_port, interface=interface)
-    ListeningService("rest", endpoint, Site(api.resource())).setServiceParent(root)
+    ListeningService("rest", endpoint, Site(api.resource()), config).setServiceParent(root)

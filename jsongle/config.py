@@ -27,7 +27,10 @@ __all__ = [
     "Config",
     "ConfigError",
     "KeySpec",
+    "default_text",
+    "help_text",
     "load_config",
+    "sample_config",
 ]
 
 
@@ -91,6 +94,7 @@ class Config:
     connect_failures_per_ip: int = 10
     connect_failure_window: float = 60.0
     max_buffered_bytes: int = 1048576
+    demo: bool = False
 
     @property
     def redis_address(self) -> "RedisAddress | None":
@@ -246,7 +250,7 @@ KEYS: Mapping[str, KeySpec] = {
     ),
     "corsPolicyOrigin": KeySpec(
         "cors_policy_origin", _string,
-        "Origin allowed by CORS (Access-Control-Allow-Origin).",
+        "Browser origins allowed (comma-separated), on polling and WebSocket; empty allows any.",
     ),
     "maxConcurrentUsers": KeySpec(
         "max_concurrent_users", _at_least(1),
@@ -266,7 +270,7 @@ KEYS: Mapping[str, KeySpec] = {
     ),
     "logPath": KeySpec(
         "log_path", _string,
-        "Log file, always written at debug level and rotated.",
+        "Log file, always written at debug level (every event) and rotated; the default is in /tmp.",
     ),
     "logFilesNumber": KeySpec(
         "log_files_number", _at_least(0),
@@ -372,6 +376,10 @@ KEYS: Mapping[str, KeySpec] = {
         "max_buffered_bytes", _at_least(1024),
         "Bytes waiting to be sent to one client before it is disconnected (it does not read).",
     ),
+    "demo": KeySpec(
+        "demo", _boolean,
+        "Serve the demo page (video call, chat) at /demo/ on wsPort; off in production.",
+    ),
 }
 
 # Other spellings accepted for a key (the Node.js defaults file uses the
@@ -440,3 +448,54 @@ def load_config(path: str | None, environ: Mapping[str, str]) -> tuple[Config, l
         except ValueError as exc:
             raise ConfigError(name, value, str(exc)) from None
     return Config(**fields), warnings
+
+
+_DURATION_UNITS = (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60))
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_./:,@+\-]*", re.ASCII)
+
+
+def default_text(key: str) -> str:
+    """The default of ``key`` as one writes it in a dotenv file (``1d``, ``true``)."""
+    spec = KEYS[key]
+    value = getattr(DEFAULT_CONFIG, spec.field)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if spec.parser is _duration:
+        for unit, seconds in _DURATION_UNITS:
+            if value % seconds == 0:
+                return f"{int(value // seconds)}{unit}"
+        return f"{value:g}s"
+    return str(value)
+
+
+def _shown(key: str) -> str:
+    return default_text(key) or "(empty)"
+
+
+def help_text(width: int = 80) -> str:
+    """Every key with its default and meaning, for ``twistd jsongle --help``."""
+    import textwrap
+
+    lines = [
+        "Configuration keys (in the --config dotenv file, or as environment",
+        "variables, which win over the file; --print-config writes a sample):",
+    ]
+    for key, spec in KEYS.items():
+        lines.append(f"  {key} = {_shown(key)}")
+        lines.extend(textwrap.wrap(spec.description, width, initial_indent=" " * 6, subsequent_indent=" " * 6))
+    return "\n".join(lines) + "\n"
+
+
+def sample_config() -> str:
+    """A commented dotenv file setting every key to its default."""
+    lines = [
+        "# jsongle configuration (dotenv; the keys of the Node.js JSONgle-Server's .env).",
+        "# Every key with its default. Environment variables of the same names win.",
+        "# Use with: twistd --nodaemon jsongle --config this-file.env",
+    ]
+    for key, spec in KEYS.items():
+        value = default_text(key)
+        if not _PLAIN_VALUE.fullmatch(value):
+            value = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        lines += ["", f"# {spec.description}", f"{key}={value}"]
+    return "\n".join(lines) + "\n"

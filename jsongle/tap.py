@@ -44,6 +44,18 @@ class Options(usage.Options):
         ["config", "c", None, "dotenv configuration file (keys as in etc/jsongle.env)"],
     ]
 
+    def opt_print_config(self) -> None:
+        """Print a commented configuration file with every key's default, and exit."""
+        from jsongle.config import sample_config
+
+        print(sample_config(), end="")
+        raise SystemExit(0)
+
+    def getUsage(self, width: Optional[int] = None) -> str:
+        from jsongle.config import help_text
+
+        return super().getUsage(width) + "\n" + help_text(width or 80)
+
     def postOptions(self) -> None:
         try:
             self.config, self.warnings = load_config(self["config"], os.environ)

@@ -120,7 +120,9 @@ class Signaling:
         self.metrics.watch_sessions(self.engine.__len__)
 
     def site(self) -> Site:
-        return engineio_site(self.engine)
+        from jsongle.demo import demo_children
+
+        return engineio_site(self.engine, children=demo_children(self.config))
 
 
 def cluster_node(config: Config, reactor: Any, caps: RoomCaps) -> Any:

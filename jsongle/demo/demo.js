@@ -267,7 +267,8 @@
     tile.querySelector("video").muted = local;
     tile.querySelector("video").classList.add(local ? "local" : "remote");
     tile.querySelector("p").textContent = label;
-    $("tiles").append(tile);
+    if (local) $("tiles").prepend(tile);
+    else $("tiles").append(tile);
     return tile;
   }
 

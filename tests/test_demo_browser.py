@@ -1,0 +1,117 @@
+"""The demo page in headless Chromium with fake camera and microphone (PROTOCOL.md §14).
+
+Two pages in a P2P room call each other by themselves (``auto=1``), get each
+other's video, and one closing ends the call on the other. Everything is read
+from the page: ``document.body.dataset`` and the video elements.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+
+TOKEN = "test-token"
+
+REMOTE_VIDEO_PLAYS = (
+    "[...document.querySelectorAll('video.remote')].some("
+    "v => !v.paused && v.getVideoPlaybackQuality().totalVideoFrames > 0)"
+)
+
+
+@pytest.fixture
+def demo_daemon(daemon_factory):
+    return daemon_factory({"demo": True, "appToken": TOKEN})
+
+
+def demo_url(daemon, **query: str) -> str:
+    return f"{daemon.ws_url}/demo/?{urlencode({'token': TOKEN, **query})}"
+
+
+def test_two_pages_call_and_hang_up(demo_daemon, browser, tmp_path):
+    alice = browser.open("alice", demo_url(demo_daemon, room="r1", name="Alice", auto="1"))
+    bob = None
+    try:
+        alice.wait_for("document.body.dataset.state === 'joined'")
+        assert alice.dataset() == {"state": "joined", "members": "1", "peers": "0"}
+
+        bob = browser.open("bob", demo_url(demo_daemon, room="r1", name="Bob", auto="1"))
+        for page in (alice, bob):
+            page.wait_for("document.body.dataset.state === 'in-call' && document.body.dataset.peers === '1'", timeout=30)
+            assert page.dataset() == {"state": "in-call", "members": "2", "peers": "1"}
+            # Remote video is decoded and playing, not just negotiated.
+            page.wait_for(REMOTE_VIDEO_PLAYS, timeout=20)
+            assert page.evaluate("document.querySelectorAll('video.local').length") == 1
+        shot = alice.screenshot(tmp_path / "two-page-call.png")
+        print(f"screenshot of the call: {shot}")
+        assert shot.stat().st_size > 0
+
+        bob.close()
+        alice.wait_for(
+            "document.body.dataset.state === 'joined' && document.body.dataset.peers === '0'"
+            " && document.body.dataset.members === '1'",
+            timeout=15,
+        )
+        assert alice.evaluate("document.querySelectorAll('video.remote').length") == 0
+
+        # Nothing came from another host, and nothing went wrong in either page.
+        origin = urlsplit(demo_daemon.ws_url).netloc
+        for page in (alice, bob):
+            log = page.log()
+            assert log["requests"], page.name
+            strangers = [url for url in log["requests"] if urlsplit(url).netloc != origin and not url.startswith("data:")]
+            assert strangers == [], page.name
+            assert log["errors"] == [], page.name
+    finally:
+        for page in (alice, bob):
+            if page is not None:
+                page.close()
+
+
+def say(page, text: str) -> None:
+    page.evaluate(
+        f"(document.getElementById('text').value = {text!r},"
+        " document.getElementById('say').requestSubmit(), true)"
+    )
+
+
+CHAT_LINES = "[...document.querySelectorAll('#messages li')].map(li => li.textContent)"
+
+
+@pytest.mark.parametrize("room", ["r-chat", "#muc#chat"])
+def test_room_chat_shows_the_server_ack(demo_daemon, browser, room):
+    # A P2P room and a MUC room (joined with muc-join by its prefix): chat only, no call.
+    alice = browser.open("alice", demo_url(demo_daemon, room=room, name="Alice"))
+    bob = browser.open("bob", demo_url(demo_daemon, room=room, name="Bob"))
+    try:
+        for page in (alice, bob):
+            page.wait_for("document.body.dataset.members === '2'")
+            assert page.dataset()["state"] == "joined"
+        say(alice, "hello Bob")
+        bob.wait_for(f"{CHAT_LINES}.includes('Alice: hello Bob')")
+        alice.wait_for(f"{CHAT_LINES}.includes('Alice: hello Bob ✓ received by the server')")
+        assert alice.dataset()["peers"] == "0"
+        assert alice.log()["errors"] == [] and bob.log()["errors"] == []
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_a_refused_connection_is_an_error_in_words(demo_daemon, browser):
+    page = browser.open("intruder", demo_url(demo_daemon, room="r1", token="wrong"))
+    try:
+        page.wait_for("document.body.dataset.state === 'error'")
+        assert "invalid appToken" in page.evaluate("document.getElementById('error').textContent")
+    finally:
+        page.close()
+
+
+def test_a_full_room_is_an_error_in_words(demo_daemon, browser):
+    pages = [browser.open(name, demo_url(demo_daemon, room="r-full", name=name)) for name in ("one", "two", "three")]
+    try:
+        pages[1].wait_for("document.body.dataset.members === '2'")
+        pages[2].wait_for("document.body.dataset.state === 'error'")
+        assert "(403001)" in pages[2].evaluate("document.getElementById('error').textContent")
+    finally:
+        for page in pages:
+            page.close()

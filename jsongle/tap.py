@@ -340,14 +340,17 @@ def makeService(options: Options) -> service.IService:
         endpoint = TCP4ServerEndpoint(reactor, config.ws_port, backlog=LISTEN_BACKLOG, interface=interface)
     websocket = ListeningService("websocket", endpoint, site)
     websocket.setServiceParent(root)
-    add_rest_service(root, reactor, config, getattr(options, "tls", None), signaling, console, websocket)
+    rest = add_rest_service(root, reactor, config, getattr(options, "tls", None), signaling, console, websocket)
+    from jsongle.welcome import Welcome
+
+    Welcome(config, websocket, rest).setServiceParent(root)
     return root
 
 
 def add_rest_service(
     root: service.MultiService, reactor: Any, config: Config, tls: Any, signaling: Signaling,
     console: ConsoleLevel, websocket: ListeningService,
-) -> None:
+) -> ListeningService:
     """The REST API on restPort, over TLS exactly when the WebSocket port is."""
     import time
 
@@ -361,4 +364,6 @@ def add_rest_service(
         endpoint = SSL4ServerEndpoint(reactor, config.rest_port, tls, interface=interface)
     else:
         endpoint = TCP4ServerEndpoint(reactor, config.rest_port, interface=interface)
-    ListeningService("rest", endpoint, Site(api.resource())).setServiceParent(root)
+    rest = ListeningService("rest", endpoint, Site(api.resource()))
+    rest.setServiceParent(root)
+    return rest

@@ -10,7 +10,7 @@
 //         (an expression; a Promise is awaited)
 //   {"seq":3,"op":"wait","page":"a","expr":"document.body.dataset.peers === '1'","ms":20000}
 //   {"seq":4,"op":"screenshot","page":"a","path":"/tmp/x.png"}
-//   {"seq":5,"op":"log","page":"a"}     what the page did: requests, errors
+//   {"seq":5,"op":"log","page":"a"}     what the page did: requests (WebSockets too), errors
 //   {"seq":6,"op":"close","page":"a"}
 //   {"seq":7,"op":"exit"}
 // Answers (stdout):
@@ -48,6 +48,10 @@ async function open(browser, name, url) {
   const state = { page, requests: [], errors: [] };
   pages.set(name, state);
   page.on("request", (request) => state.requests.push(request.url()));
+  // WebSocket connections are no "request" events: the DevTools protocol reports them.
+  const cdp = await page.createCDPSession();
+  await cdp.send("Network.enable");
+  cdp.on("Network.webSocketCreated", ({ url }) => state.requests.push(url));
   page.on("requestfailed", (request) => {
     const failure = request.failure();
     // A long-poll cut by a closing page or the upgrade is not an error of the page.

@@ -7,7 +7,7 @@ the console shows it whatever ``logDefaultLevel`` hides: a newcomer running
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from twisted.application import service
 from twisted.logger import Logger
@@ -19,10 +19,6 @@ log = Logger()
 
 #: Addresses that mean "every interface": the URL then names this machine.
 _ANY = ("", "0.0.0.0", "::")
-
-
-class Bound(Protocol):
-    def bound_port(self) -> "int | None": ...
 
 
 def urls(config: Config, ws_port: int, rest_port: "int | None") -> list[str]:

@@ -119,3 +119,58 @@ def test_a_full_room_is_an_error_in_words(demo_daemon, browser):
     finally:
         for page in pages:
             page.close()
+
+
+def click(page, element_id: str) -> None:
+    page.evaluate(f"(document.getElementById({element_id!r}).click(), true)")
+
+
+LOCAL_TRACK_ENABLED = "document.querySelector('video.local').srcObject.get{kind}Tracks()[0].enabled"
+
+
+def test_a_person_calls_accepts_mutes_and_hangs_up(demo_daemon, browser):
+    # No auto=1: the buttons do it, as a person would.
+    alice = browser.open("alice", demo_url(demo_daemon, room="r-buttons", name="Alice"))
+    bob = browser.open("bob", demo_url(demo_daemon, room="r-buttons", name="Bob"))
+    try:
+        bob.wait_for("document.body.dataset.members === '2' && !document.getElementById('call').disabled")
+        click(bob, "call")
+        alice.wait_for("!document.getElementById('incoming').hidden")
+        assert alice.evaluate("document.getElementById('incoming-text').textContent") == "Bob is calling"
+        click(alice, "accept")
+        for page in (alice, bob):
+            page.wait_for("document.body.dataset.state === 'in-call' && document.body.dataset.peers === '1'", timeout=30)
+
+        click(alice, "mute")
+        assert alice.evaluate(LOCAL_TRACK_ENABLED.format(kind="Audio")) is False
+        assert alice.evaluate("document.getElementById('mute').textContent") == "Unmute"
+        click(alice, "camera")
+        assert alice.evaluate(LOCAL_TRACK_ENABLED.format(kind="Video")) is False
+        assert alice.evaluate("document.getElementById('camera').textContent") == "Camera on"
+        click(alice, "mute")
+        assert alice.evaluate(LOCAL_TRACK_ENABLED.format(kind="Audio")) is True
+
+        click(bob, "hangup")
+        for page in (alice, bob):
+            page.wait_for("document.body.dataset.state === 'joined' && document.body.dataset.peers === '0'")
+            assert page.dataset()["members"] == "2"  # both still in the room
+        assert "ended: they hung up" in alice.evaluate("document.getElementById('events').textContent")
+        assert alice.log()["errors"] == [] and bob.log()["errors"] == []
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_join_a_room_by_name_with_the_form(demo_daemon, browser):
+    page = browser.open("form", f"{demo_daemon.ws_url}/demo/")
+    try:
+        assert page.dataset()["state"] == "connecting"  # connected, but no room yet
+        page.evaluate(
+            "(document.getElementById('room').value = 'by-name', document.getElementById('name').value = 'Carol',"
+            f" document.getElementById('token').value = {TOKEN!r}, document.getElementById('join').requestSubmit(), true)"
+        )
+        page.wait_for("location.search.includes('room=by-name') && document.body.dataset.state === 'joined'")
+        assert page.evaluate("document.getElementById('members').textContent") == "Carol (you)"
+        assert page.log()["errors"] == []
+    finally:
+        page.close()

@@ -410,6 +410,8 @@
   $("name").value = params.get("name") || "";
   $("auto").checked = auto;
   $("token").value = params.get("token") || "";
-  if (!$("token").value) $("token").disabled = true; // keep the token out of the URL when there is none
+  $("join").addEventListener("submit", () => {
+    if (!$("token").value) $("token").disabled = true; // no empty token= in the URL
+  });
   render();
 })();

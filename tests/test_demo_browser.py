@@ -85,9 +85,12 @@ CHAT_LINES = "[...document.querySelectorAll('#messages li')].map(li => li.textCo
 @pytest.mark.parametrize("room", ["r-chat", "#muc#chat"])
 def test_room_chat_shows_the_server_ack(demo_daemon, browser, room):
     # A P2P room and a MUC room (joined with muc-join by its prefix): chat only, no call.
-    alice = browser.open("alice", demo_url(demo_daemon, room=room, name="Alice"))
-    bob = browser.open("bob", demo_url(demo_daemon, room=room, name="Bob"))
+    opened = []
     try:
+        alice = browser.open("alice", demo_url(demo_daemon, room=room, name="Alice"))
+        opened.append(alice)
+        bob = browser.open("bob", demo_url(demo_daemon, room=room, name="Bob"))
+        opened.append(bob)
         for page in (alice, bob):
             page.wait_for("document.body.dataset.members === '2'")
             assert page.dataset()["state"] == "joined"
@@ -97,8 +100,8 @@ def test_room_chat_shows_the_server_ack(demo_daemon, browser, room):
         assert alice.dataset()["peers"] == "0"
         assert alice.log()["errors"] == [] and bob.log()["errors"] == []
     finally:
-        alice.close()
-        bob.close()
+        for page in opened:
+            page.close()
 
 
 def test_a_refused_connection_is_an_error_in_words(demo_daemon, browser):
@@ -111,9 +114,13 @@ def test_a_refused_connection_is_an_error_in_words(demo_daemon, browser):
 
 
 def test_a_full_room_is_an_error_in_words(demo_daemon, browser):
-    pages = [browser.open(name, demo_url(demo_daemon, room="r-full", name=name)) for name in ("one", "two", "three")]
+    pages = []
     try:
-        pages[1].wait_for("document.body.dataset.members === '2'")
+        # One after the other, so the third is the one refused (maxMembersPerRoom=2).
+        for name, members in (("one", "1"), ("two", "2")):
+            pages.append(browser.open(name, demo_url(demo_daemon, room="r-full", name=name)))
+            pages[-1].wait_for(f"document.body.dataset.members === '{members}'")
+        pages.append(browser.open("three", demo_url(demo_daemon, room="r-full", name="three")))
         pages[2].wait_for("document.body.dataset.state === 'error'")
         assert "(403001)" in pages[2].evaluate("document.getElementById('error').textContent")
     finally:
@@ -130,9 +137,12 @@ LOCAL_TRACK_ENABLED = "document.querySelector('video.local').srcObject.get{kind}
 
 def test_a_person_calls_accepts_mutes_and_hangs_up(demo_daemon, browser):
     # No auto=1: the buttons do it, as a person would.
-    alice = browser.open("alice", demo_url(demo_daemon, room="r-buttons", name="Alice"))
-    bob = browser.open("bob", demo_url(demo_daemon, room="r-buttons", name="Bob"))
+    opened = []
     try:
+        alice = browser.open("alice", demo_url(demo_daemon, room="r-buttons", name="Alice"))
+        opened.append(alice)
+        bob = browser.open("bob", demo_url(demo_daemon, room="r-buttons", name="Bob"))
+        opened.append(bob)
         bob.wait_for("document.body.dataset.members === '2' && !document.getElementById('call').disabled")
         click(bob, "call")
         alice.wait_for("!document.getElementById('incoming').hidden")
@@ -157,8 +167,8 @@ def test_a_person_calls_accepts_mutes_and_hangs_up(demo_daemon, browser):
         assert "ended: they hung up" in alice.evaluate("document.getElementById('events').textContent")
         assert alice.log()["errors"] == [] and bob.log()["errors"] == []
     finally:
-        alice.close()
-        bob.close()
+        for page in opened:
+            page.close()
 
 
 def test_join_a_room_by_name_with_the_form(demo_daemon, browser):

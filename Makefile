@@ -14,7 +14,7 @@ FUZZ_ARGS ?=
 .PHONY: run test soak venv test-venv node fuzz fuzz-venv clean
 
 $(VENV)/.installed-server: requirements.txt constraints.txt
-	$(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -r requirements.txt
 	touch $@

@@ -93,9 +93,13 @@ def start(argv: list[str], clone: Path, tmp_path: Path) -> tuple[subprocess.Pope
 
 
 def port_is_free(port: int) -> bool:
+    """Whether a new server can listen on the port, as a restarted jsongle
+    would (SO_REUSEADDR, like Twisted: connections left in TIME_WAIT do not count)."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
+            probe.listen()
         except OSError:
             return False
     return True

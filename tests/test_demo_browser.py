@@ -7,6 +7,7 @@ from the page: ``document.body.dataset`` and the video elements.
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlencode, urlsplit
 
 import pytest
@@ -174,7 +175,9 @@ def test_a_person_calls_accepts_mutes_and_hangs_up(demo_daemon, browser):
 def test_join_a_room_by_name_with_the_form(demo_daemon, browser):
     page = browser.open("form", f"{demo_daemon.ws_url}/demo/")
     try:
-        assert page.dataset()["state"] == "connecting"  # connected, but no room yet
+        # No room yet: the form, and no connection (nor a refused one: the token comes with the room).
+        assert page.dataset()["state"] == "connecting"
+        assert page.evaluate("document.getElementById('connection').textContent") == "not connected: choose a room above"
         page.evaluate(
             "(document.getElementById('room').value = 'by-name', document.getElementById('name').value = 'Carol',"
             f" document.getElementById('token').value = {TOKEN!r}, document.getElementById('join').requestSubmit(), true)"
@@ -184,3 +187,30 @@ def test_join_a_room_by_name_with_the_form(demo_daemon, browser):
         assert page.log()["errors"] == []
     finally:
         page.close()
+
+
+def test_both_calling_at_once_ends_in_one_call(demo_daemon, browser):
+    opened = []
+    try:
+        for name in ("alice", "bob"):
+            opened.append(browser.open(name, demo_url(demo_daemon, room="r-glare", name=name, auto="0")))
+        for page in opened:
+            page.wait_for("document.body.dataset.members === '2' && !document.getElementById('call').disabled")
+        # Both click Call at the same instant (one clock), so the proposals cross
+        # on the wire; whichever way they cross, one call rings on one side.
+        at = opened[0].evaluate("Date.now() + 300")
+        for page in opened:
+            page.evaluate(f"(setTimeout(() => document.getElementById('call').click(), {at} - Date.now()), true)")
+        ringing = "!document.getElementById('incoming').hidden"
+        deadline = time.monotonic() + 15
+        while not (callee := next((p for p in opened if p.evaluate(ringing)), None)):
+            assert time.monotonic() < deadline, [p.describe() for p in opened]
+            time.sleep(0.05)
+        assert [p.evaluate(ringing) for p in opened].count(True) == 1
+        click(callee, "accept")
+        for page in opened:
+            page.wait_for("document.body.dataset.state === 'in-call' && document.body.dataset.peers === '1'", timeout=30)
+            assert page.evaluate("document.querySelectorAll('video.remote').length") == 1
+    finally:
+        for page in opened:
+            page.close()

@@ -78,8 +78,6 @@
 
   // ------------------------------------------------------------- signaling
 
-  const socket = io({ auth: { appToken: params.get("token") || "", resume: true } });
-
   function send(to, jsongle) {
     const message = { id: randomId(), from: me.uid, to, jsongle };
     socket.emit("jsongle", message);
@@ -91,28 +89,34 @@
     return room.muc ? `${room.rid}/${uid}` : room.rid;
   }
 
-  socket.on("connect", () => {
-    const transport = socket.io.engine.transport.name;
-    $("connection").textContent = `connected (${transport})${socket.recovered ? ", session resumed" : ""}`;
-    note(`connected over ${transport}`);
-    socket.io.engine.once("upgrade", (t) => ($("connection").textContent = `connected (${t.name})`));
-  });
-  socket.on("disconnect", (reason) => {
-    $("connection").textContent = `disconnected: ${reason}${socket.active ? ", reconnecting…" : ""}`;
-    note(`disconnected: ${reason}`);
-  });
-  socket.on("connect_error", (error) => {
-    $("connection").textContent = `cannot connect: ${error.message}`;
-    if (!socket.active) showError(`the server refused the connection: ${error.message}`, true);
-  });
+  let socket = null;
 
-  socket.on("jsongle", (message) => {
-    const j = message && message.jsongle;
-    if (!j) return;
-    Promise.resolve()
-      .then(() => handle(message, j))
-      .catch((error) => showError(`could not handle ${j.action}: ${error.message}`));
-  });
+  // Connects once there is a room to join (the form gives one otherwise).
+  function start() {
+    socket = io({ auth: { appToken: params.get("token") || "", resume: true } });
+    socket.on("connect", () => {
+      const transport = socket.io.engine.transport.name;
+      $("connection").textContent = `connected (${transport})${socket.recovered ? ", session resumed" : ""}`;
+      note(`connected over ${transport}`);
+      socket.io.engine.once("upgrade", (t) => ($("connection").textContent = `connected (${t.name})`));
+    });
+    socket.on("disconnect", (reason) => {
+      $("connection").textContent = `disconnected: ${reason}${socket.active ? ", reconnecting…" : ""}`;
+      note(`disconnected: ${reason}`);
+    });
+    socket.on("connect_error", (error) => {
+      $("connection").textContent = `cannot connect: ${error.message}`;
+      if (!socket.active) showError(`the server refused the connection: ${error.message}`, true);
+    });
+
+    socket.on("jsongle", (message) => {
+      const j = message && message.jsongle;
+      if (!j) return;
+      Promise.resolve()
+        .then(() => handle(message, j))
+        .catch((error) => showError(`could not handle ${j.action}: ${error.message}`));
+    });
+  }
 
   function handle(message, j) {
     switch (j.action) {
@@ -156,7 +160,6 @@
   }
 
   function join() {
-    if (!room.rid) return note("no room given: pick one above");
     room.muc = room.rid.startsWith(server.prefix);
     joinTransaction = randomId();
     note(`joining ${room.muc ? "MUC" : "P2P"} room ${room.rid}`);
@@ -309,6 +312,11 @@
     const uid = j.initiator === me.uid ? j.responder : j.initiator;
     let call = calls.get(uid);
     if (j.action === "session-propose") {
+      // Both called at once: the call of the lower uid goes on, the other side declines ours.
+      if (call && call.initiator && !call.pc && uid < me.uid) {
+        endCall(uid, "they called at the same time");
+        call = undefined;
+      }
       if (call) return callSend({ ...call, sid: j.sid, initiator: false }, "session-decline", { ended: now(), reason: "busy" });
       call = newCall(uid, j.sid, false);
       setStatus(call, "ringing");
@@ -414,4 +422,6 @@
     if (!$("token").value) $("token").disabled = true; // no empty token= in the URL
   });
   render();
+  if (room.rid) start();
+  else $("connection").textContent = "not connected: choose a room above";
 })();

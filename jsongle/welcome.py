@@ -13,7 +13,7 @@ from twisted.application import service
 from twisted.logger import Logger
 
 from jsongle import __version__
-from jsongle.config import Config
+from jsongle.config import DEFAULT_CONFIG, Config
 
 log = Logger()
 
@@ -36,11 +36,11 @@ def urls(config: Config, ws_port: int, rest_port: "int | None") -> list[str]:
         lines.append("no demo page (demo=false); set demo=true to serve one at /demo/")
     if rest_port is not None:
         lines.append(f"REST and metrics: {scheme}://{host}:{rest_port}/health, /stats, /metrics")
-    level = config.log_default_level
     if config.log_path:
+        default = " (the default logPath, in /tmp; set logPath to move it)" if config.log_path == DEFAULT_CONFIG.log_path else ""
         lines.append(
-            f"log file: {config.log_path} (every level, debug included; set logPath to move it);"
-            f" the console shows {level} and above (logDefaultLevel)"
+            f"log file: {config.log_path}{default}: every level, debug included;"
+            f" the console shows {config.log_default_level} and above (logDefaultLevel)"
         )
     return lines
 

@@ -109,7 +109,7 @@ def use_the_server(output: Output, tmp_path: Path) -> tuple[int, int]:
     """Follow the start-up note: open the demo page, connect a Socket.IO client."""
     demo = output.wait_for(r"demo page: open (http://127\.0\.0\.1:(\d+)/demo/\?room=demo&auto=1) in two browser tabs")
     rest = int(output.wait_for(r"REST and metrics: http://127\.0\.0\.1:(\d+)/health").group(1))
-    output.wait_for(rf"log file: {re.escape(str(tmp_path / 'jsongle.log'))} \(every level, debug included")
+    output.wait_for(rf"log file: {re.escape(str(tmp_path / 'jsongle.log'))}: every level, debug included")
     with urllib.request.urlopen(demo.group(1), timeout=10) as page:
         assert b"demo.js" in page.read()
     hello = threading.Event()

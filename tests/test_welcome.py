@@ -13,8 +13,12 @@ def test_note_for_make_run():
     lines = urls(Config(demo=True), 8080, 8081)
     assert "demo page: open http://localhost:8080/demo/?room=demo&auto=1 in two browser tabs to make a call" in lines
     assert "REST and metrics: http://localhost:8081/health, /stats, /metrics" in lines
-    assert any(line.startswith("log file: /tmp/jsongle-server.log (every level, debug included") for line in lines)
-    assert any("the console shows warn and above" in line for line in lines)
+    assert (
+        "log file: /tmp/jsongle-server.log (the default logPath, in /tmp; set logPath to move it):"
+        " every level, debug included; the console shows warn and above (logDefaultLevel)"
+    ) in lines
+    moved = urls(Config(log_path="/var/log/jsongle.log", log_default_level="info"), 8080, 8081)
+    assert "log file: /var/log/jsongle.log: every level, debug included; the console shows info and above (logDefaultLevel)" in moved
 
 
 def test_note_names_the_bound_address_scheme_and_token():

@@ -214,3 +214,19 @@ def test_both_calling_at_once_ends_in_one_call(demo_daemon, browser):
     finally:
         for page in opened:
             page.close()
+
+
+def test_a_lost_server_shows_and_a_new_one_is_joined_again(daemon_factory, browser, tmp_path):
+    # The page reconnects by itself (socket.io-client) and joins its room again.
+    first = daemon_factory({"demo": True, "appToken": TOKEN})
+    port = first.ws_port
+    page = browser.open("lonely", demo_url(first, room="r-again", name="Dana"))
+    try:
+        page.wait_for("document.body.dataset.state === 'joined'")
+        first.stop()
+        page.wait_for("document.body.dataset.state === 'connecting'")
+        assert "disconnected" in page.evaluate("document.getElementById('connection').textContent")
+        daemon_factory({"demo": True, "appToken": TOKEN, "wsPort": port})
+        page.wait_for("document.body.dataset.state === 'joined' && document.body.dataset.members === '1'", timeout=30)
+    finally:
+        page.close()

@@ -98,11 +98,21 @@
       const transport = socket.io.engine.transport.name;
       $("connection").textContent = `connected (${transport})${socket.recovered ? ", session resumed" : ""}`;
       note(`connected over ${transport}`);
+      // A resumed session kept its rooms; otherwise a new hello comes and we join again.
+      if (socket.recovered && joinTransaction) {
+        room.joined = true;
+        render();
+      }
       socket.io.engine.once("upgrade", (t) => ($("connection").textContent = `connected (${t.name})`));
     });
     socket.on("disconnect", (reason) => {
-      $("connection").textContent = `disconnected: ${reason}${socket.active ? ", reconnecting…" : ""}`;
+      // After a server's DISCONNECT (a restart, a kick) socket.io-client leaves reconnecting to us.
+      const again = reason === "io server disconnect";
+      if (again) setTimeout(() => socket.connect(), 1000);
+      $("connection").textContent = `disconnected: ${reason}${socket.active || again ? ", reconnecting…" : ""}`;
       note(`disconnected: ${reason}`);
+      room.joined = false;
+      render();
     });
     socket.on("connect_error", (error) => {
       $("connection").textContent = `cannot connect: ${error.message}`;

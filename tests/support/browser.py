@@ -3,8 +3,19 @@
 One :class:`Browser` per test module (the ``browser`` fixture of
 ``tests/conftest.py``), a :class:`Page` per participant. State is read from the
 page (:meth:`Page.evaluate`, :meth:`Page.wait_for`), never from screenshots.
-Every page records the URLs it requested and its errors (page errors, console
-errors, failed requests), so a test can check both.
+Every page records the URLs it requested (WebSockets included) and its errors
+(page errors, console errors, failed requests), so a test can check both::
+
+    def test_something(browser, daemon_factory):
+        daemon = daemon_factory({"demo": True})
+        page = browser.open("alice", f"{daemon.ws_url}/demo/?room=r1&token=test-token")
+        try:
+            page.wait_for("document.body.dataset.state === 'joined'")
+            assert page.log()["errors"] == []
+        finally:
+            page.close()
+
+Page names are unique per browser: close every page a test opens.
 """
 
 from __future__ import annotations

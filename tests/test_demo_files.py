@@ -69,6 +69,9 @@ def test_demo_is_served_when_on(daemon_factory):
     # /demo redirects to /demo/ with the query kept (the page's links are relative).
     status, _, body = fetch(f"{daemon.ws_url}/demo?room=r1&name=a")
     assert status == 200 and b"demo.js" in body
+    # The bare address leads to the page too.
+    status, _, body = fetch(f"{daemon.ws_url}/")
+    assert status == 200 and b"demo.js" in body
     assert fetch(f"{daemon.ws_url}/demo/nothing.js")[0] == 404
     assert fetch(f"{daemon.ws_url}/demo/../setup.cfg")[0] == 404
 
@@ -76,3 +79,4 @@ def test_demo_is_served_when_on(daemon_factory):
 def test_demo_is_absent_by_default(daemon_factory):
     daemon = daemon_factory()
     assert fetch(f"{daemon.ws_url}/demo/")[0] == 404
+    assert fetch(f"{daemon.ws_url}/")[0] == 404

@@ -12,6 +12,7 @@ from typing import Mapping
 
 from twisted.web.resource import NoResource, Resource
 from twisted.web.server import Request
+from twisted.web.util import Redirect
 
 from jsongle.config import Config
 
@@ -76,5 +77,8 @@ class DemoPage(Resource):
 
 
 def demo_children(config: Config) -> dict[bytes, Resource]:
-    """The wsPort site's extra children: ``{b"demo": DemoPage()}`` when demo=true."""
-    return {b"demo": DemoPage()} if config.demo else {}
+    """The wsPort site's extra children when demo=true: the page, and ``/``
+    sending a newcomer who opens the bare address to it."""
+    if not config.demo:
+        return {}
+    return {b"demo": DemoPage(), b"": Redirect(b"/demo/")}

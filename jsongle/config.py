@@ -29,7 +29,10 @@ __all__ = [
     "Config",
     "ConfigError",
     "KeySpec",
+    "default_text",
+    "help_text",
     "load_config",
+    "sample_config",
 ]
 
 
@@ -106,6 +109,7 @@ class Config:
     redis_connect_timeout: float = 5.0
     redis_reply_timeout: float = 10.0
     self_check_timeout: float = 5.0
+    demo: bool = False
 
     @property
     def redis_address(self) -> "RedisAddress | None":
@@ -301,7 +305,7 @@ KEYS: Mapping[str, KeySpec] = {
     ),
     "logPath": KeySpec(
         "log_path", _string,
-        "Log file, always written at debug level and rotated.",
+        "Log file, always written at debug level (every event) and rotated; the default is in /tmp.",
     ),
     "logFilesNumber": KeySpec(
         "log_files_number", _at_least(0),
@@ -435,6 +439,10 @@ KEYS: Mapping[str, KeySpec] = {
         "self_check_timeout", _duration,
         "How long GET /tests may take to complete its session-hello before it fails.",
     ),
+    "demo": KeySpec(
+        "demo", _boolean,
+        "Serve the demo page (video call, chat) at /demo/ on wsPort; off in production.",
+    ),
 }
 
 # Other spellings accepted for a key (the Node.js defaults file uses the
@@ -507,3 +515,54 @@ def load_config(path: str | None, environ: Mapping[str, str]) -> tuple[Config, l
     if config.redis_ca_file and not config.redis_url.strip().startswith("rediss://"):
         warnings.append("redisCaFile is set but redisUrl is not rediss:// (TLS): it is not used")
     return config, warnings
+
+
+_DURATION_UNITS = (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60))
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_./:,@+\-]*", re.ASCII)
+
+
+def default_text(key: str) -> str:
+    """The default of ``key`` as one writes it in a dotenv file (``1d``, ``true``)."""
+    spec = KEYS[key]
+    value = getattr(DEFAULT_CONFIG, spec.field)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if spec.parser is _duration:
+        for unit, seconds in _DURATION_UNITS:
+            if value % seconds == 0:
+                return f"{int(value // seconds)}{unit}"
+        return f"{value:g}s"
+    return str(value)
+
+
+def _shown(key: str) -> str:
+    return default_text(key) or "(empty)"
+
+
+def help_text(width: int = 80) -> str:
+    """Every key with its default and meaning, for ``twistd jsongle --help``."""
+    import textwrap
+
+    lines = [
+        "Configuration keys (in the --config dotenv file, or as environment",
+        "variables, which win over the file; --print-config writes a sample):",
+    ]
+    for key, spec in KEYS.items():
+        lines.append(f"  {key} = {_shown(key)}")
+        lines.extend(textwrap.wrap(spec.description, width, initial_indent=" " * 6, subsequent_indent=" " * 6))
+    return "\n".join(lines) + "\n"
+
+
+def sample_config() -> str:
+    """A commented dotenv file setting every key to its default."""
+    lines = [
+        "# jsongle configuration (dotenv; the keys of the Node.js JSONgle-Server's .env).",
+        "# Every key with its default. Environment variables of the same names win.",
+        "# Use with: twistd --nodaemon jsongle --config this-file.env",
+    ]
+    for key, spec in KEYS.items():
+        value = default_text(key)
+        if not _PLAIN_VALUE.fullmatch(value):
+            value = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        lines += ["", f"# {spec.description}", f"{key}={value}"]
+    return "\n".join(lines) + "\n"

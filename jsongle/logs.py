@@ -58,7 +58,10 @@ class AtLeast:
 
     def __call__(self, event: LogEvent) -> PredicateResult:
         level = event.get("log_level")
-        if level is None or not event.get("log_namespace") or level < self.level:
+        if level is None or not event.get("log_namespace"):
+            return PredicateResult.no
+        # ``announce=True`` (the start-up note of jsongle.welcome) shows at any level.
+        if level < self.level and not event.get("announce"):
             return PredicateResult.no
         return PredicateResult.maybe
 

@@ -54,6 +54,18 @@ class Options(usage.Options):
         ["config", "c", None, "dotenv configuration file (keys as in etc/jsongle.env)"],
     ]
 
+    def opt_print_config(self) -> None:
+        """Print a commented configuration file with every key's default, and exit."""
+        from jsongle.config import sample_config
+
+        print(sample_config(), end="")
+        raise SystemExit(0)
+
+    def getUsage(self, width: Optional[int] = None) -> str:
+        from jsongle.config import help_text
+
+        return super().getUsage(width) + "\n" + help_text(width or 80)
+
     def postOptions(self) -> None:
         try:
             self.config, self.warnings = load_config(self["config"], os.environ)
@@ -133,7 +145,9 @@ class Signaling:
         metrics.watch_sessions(self.engine.__len__)
 
     def site(self) -> Site:
-        return engineio_site(self.engine)
+        from jsongle.demo import demo_children
+
+        return engineio_site(self.engine, children=demo_children(self.config))
 
 
 def cluster_node(
@@ -389,14 +403,17 @@ def makeService(options: Options) -> service.IService:
         endpoint = TCP4ServerEndpoint(reactor, config.ws_port, backlog=LISTEN_BACKLOG, interface=interface)
     websocket = ListeningService("websocket", endpoint, site, config)
     websocket.setServiceParent(root)
-    add_rest_service(root, reactor, config, getattr(options, "tls", None), signaling, console, websocket)
+    rest = add_rest_service(root, reactor, config, getattr(options, "tls", None), signaling, console, websocket)
+    from jsongle.welcome import Welcome
+
+    Welcome(config, websocket, rest).setServiceParent(root)
     return root
 
 
 def add_rest_service(
     root: service.MultiService, reactor: Any, config: Config, tls: Any, signaling: Signaling,
     console: ConsoleLevel, websocket: ListeningService,
-) -> None:
+) -> ListeningService:
     """The REST API on restPort, over TLS exactly when the WebSocket port is."""
     import time
 
@@ -412,4 +429,6 @@ def add_rest_service(
         endpoint = SSL4ServerEndpoint(reactor, config.rest_port, tls, interface=interface)
     else:
         endpoint = TCP4ServerEndpoint(reactor, config.rest_port, interface=interface)
-    ListeningService("rest", endpoint, Site(api.resource()), config).setServiceParent(root)
+    rest = ListeningService("rest", endpoint, Site(api.resource()), config)
+    rest.setServiceParent(root)
+    return rest

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.browser import Browser, why_unavailable
 from tests.support.daemon import Daemon
 from tests.support.puppet import Puppet
 from tests.support.redis import RedisServer
@@ -60,3 +61,16 @@ def redis_unstarted(tmp_path):
 def redis_server(redis_unstarted):
     """A fresh, running redis-server (no persistence) on a free port, stopped at teardown."""
     return redis_unstarted.start()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium per test module (tests/support/browser.py); closed at teardown."""
+    reason = why_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    b = Browser.start()
+    yield b
+    b.stop()
+    if b.stderr():
+        print("browser driver stderr:\n" + b.stderr())

@@ -10,6 +10,7 @@ import pytest
 from tests.support.daemon import Daemon
 from tests.support.puppet import Puppet
 from tests.support.redis import RedisServer
+from tests.support.turn import TurnServer
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 
@@ -60,3 +61,21 @@ def redis_unstarted(tmp_path):
 def redis_server(redis_unstarted):
     """A fresh, running redis-server (no persistence) on a free port, stopped at teardown."""
     return redis_unstarted.start()
+
+
+@pytest.fixture
+def turn_factory(tmp_path):
+    """``start(secret) -> TurnServer``: coturn on 127.0.0.1 (use-auth-secret), stopped by PID at teardown."""
+    if shutil.which("turnserver") is None:
+        pytest.skip("turnserver is not installed (Debian package: coturn); .ci/run installs it")
+    servers: list[TurnServer] = []
+
+    def start(secret: str) -> TurnServer:
+        server = TurnServer(tmp_path / f"turn{len(servers) + 1}", secret)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+        print(f"--- turnserver log ---\n{server.log()[-4000:]}")

@@ -456,7 +456,7 @@ KEYS: Mapping[str, KeySpec] = {
     ),
     "connectFailuresPerIp": KeySpec(
         "connect_failures_per_ip", _at_least(0),
-        "Failed CONNECTs (bad appToken) one address may make per connectFailureWindow; 0 disables the cap.",
+        "Failed CONNECTs (bad appToken or per-user token) one address may make per connectFailureWindow; 0 disables the cap.",
     ),
     "connectFailureWindow": KeySpec(
         "connect_failure_window", _duration,

@@ -7,7 +7,6 @@ builds takes its dependencies as arguments (see :func:`build_site`).
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 from typing import Any, Optional
 
@@ -107,12 +106,12 @@ class Signaling:
         tokens: Optional[TokenVerifier] = None, ice_servers: Optional[IceServers] = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics = Metrics(registry or CollectorRegistry())
+        random = RandomPool()
         #: Per-user tokens (None: not required); the self-check (GET /tests) then
         #: shows this random secret instead of a token.
         self.tokens = tokens
-        self.self_check = secrets.token_urlsafe(32) if tokens is not None else ""
-        self.metrics = metrics = Metrics(registry or CollectorRegistry())
-        random = RandomPool()
+        self.self_check = random.take(32).hex() if tokens is not None else ""
         self.dates = IsoDates()
         messages = Messages(config.server_id, RandomIds(random), self.dates, clock)
         self.local = local = LocalConnections(metrics)

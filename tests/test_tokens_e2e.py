@@ -53,8 +53,12 @@ def connect(puppet: Any, daemon: Any, name: str, jwt_token: str, uid: Optional[s
     return client
 
 
+def rest_url(daemon: Any) -> str:
+    return f"http://127.0.0.1:{daemon.wait_for_port('rest')}"
+
+
 def metrics(daemon: Any) -> str:
-    with urllib.request.urlopen(daemon.rest_url + "/metrics", timeout=10) as response:
+    with urllib.request.urlopen(rest_url(daemon) + "/metrics", timeout=10) as response:
         return response.read().decode("utf-8")
 
 
@@ -272,7 +276,7 @@ def test_self_check_passes_without_a_user_token(daemon_factory, puppet):
     import json
 
     daemon = daemon_factory({**JWT_CONFIG, "connectFailuresPerIp": 0})
-    with urllib.request.urlopen(daemon.rest_url + "/tests", timeout=20) as response:
+    with urllib.request.urlopen(rest_url(daemon) + "/tests", timeout=20) as response:
         assert response.status == 200
         assert json.loads(response.read())["score"] == 100
     assert refusal(puppet, daemon, "copycat", {"appToken": TOKEN, "selfCheck": "guess"}) == "missing token"

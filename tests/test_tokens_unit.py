@@ -10,28 +10,16 @@ from typing import Any
 
 import jwt
 import pytest
-from prometheus_client import CollectorRegistry
 from twisted.internet.task import Clock
 
 from jsongle.config import Config
-from jsongle.dates import IsoDates
 from jsongle.interfaces import ConnectRefused
-from jsongle.metrics import Metrics
-from jsongle.randompool import RandomPool
-from jsongle.signaling.announcer import Announcer
-from jsongle.signaling.application import build_application
 from jsongle.signaling.builtin import builtin_actions, builtin_queries
-from jsongle.signaling.bus import LocalBus
-from jsongle.signaling.connections import LocalConnections
-from jsongle.signaling.delivery import Delivery
 from jsongle.signaling.handlers import HandlerSet
 from jsongle.signaling.icequery import IceServersHandler
-from jsongle.signaling.messages import Messages, RandomIds
-from jsongle.signaling.roomrules import RoomCaps
-from jsongle.signaling.rooms import InMemoryRoomRegistry
 from jsongle.signaling.tokens import verifier_from_config
 from jsongle.signaling.turn import ice_servers_from_config
-from tests.support.fakes import FakeConnection
+from tests.support.fakes import FakeConnection, Parts
 
 SERVER_ID = "jsongle-server"
 SECRET = "k" * 40
@@ -46,16 +34,13 @@ class Server:
         config = Config(**{"jwt_secret": SECRET, **settings})
         self.clock = Clock()
         self.clock.advance(START)
-        self.metrics = Metrics(CollectorRegistry())
-        messages = Messages(SERVER_ID, RandomIds(RandomPool()), IsoDates(), self.clock)
-        local = LocalConnections(self.metrics)
-        delivery = Delivery(local, LocalBus(), self.metrics, self.clock)
-        rooms = InMemoryRoomRegistry(RoomCaps(2, 10, 10))
         handlers = HandlerSet(builtin_queries() + [IceServersHandler()], builtin_actions())
-        self.app = build_application(
-            config, self.clock, handlers, self.metrics, messages, local, delivery, rooms, Announcer(messages, delivery),
-            verifier_from_config(config), ice_servers_from_config(config), SELF_CHECK,
+        parts = Parts(
+            config, self.clock, handlers, SERVER_ID,
+            tokens=verifier_from_config(config), ice_servers=ice_servers_from_config(config), self_check=SELF_CHECK,
         )
+        self.metrics = parts.metrics
+        self.app = parts.app
         self._n = 0
 
     def open(self, auth: dict[str, Any], remote: str = "192.0.2.7") -> FakeConnection:

@@ -65,13 +65,14 @@ def redis_server(redis_unstarted):
 
 @pytest.fixture
 def turn_factory(tmp_path):
-    """``start(secret) -> TurnServer``: coturn on 127.0.0.1 (use-auth-secret), stopped by PID at teardown."""
+    """``start(secret, config_text=None) -> TurnServer``: coturn on 127.0.0.1 (use-auth-secret, or
+    the given turnserver.conf), stopped by PID at teardown."""
     if shutil.which("turnserver") is None:
         pytest.skip("turnserver is not installed (Debian package: coturn); .ci/run installs it")
     servers: list[TurnServer] = []
 
-    def start(secret: str) -> TurnServer:
-        server = TurnServer(tmp_path / f"turn{len(servers) + 1}", secret)
+    def start(secret: str, config_text: str | None = None) -> TurnServer:
+        server = TurnServer(tmp_path / f"turn{len(servers) + 1}", secret, config_text=config_text)
         servers.append(server)
         return server.start()
 

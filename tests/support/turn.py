@@ -125,7 +125,7 @@ class TurnServer:
 
     REALM = "jsongle.test"
 
-    def __init__(self, directory: Path, secret: str, realm: str = REALM) -> None:
+    def __init__(self, directory: Path, secret: str, realm: str = REALM, config_text: str | None = None) -> None:
         executable = shutil.which("turnserver")
         if executable is None:
             raise FileNotFoundError("turnserver")
@@ -133,6 +133,9 @@ class TurnServer:
         self.directory = directory
         self.secret = secret
         self.realm = realm
+        #: A turnserver.conf to run with (-c) instead of the REST options below;
+        #: listening, relay and logging stay on the command line.
+        self.config_text = config_text
         self.port = free_udp_tcp_port()
         # Relay ports: a random window, so parallel test runs rarely collide
         # (coturn skips a busy port anyway).
@@ -153,17 +156,19 @@ class TurnServer:
         return f"stun:127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        return [
-            self.executable,
-            "-n",  # no configuration file: everything is here
+        if self.config_text is not None:
+            path = self.directory / "turnserver.conf"
+            path.write_text(self.config_text, encoding="utf-8")
+            head = [self.executable, "-c", str(path)]
+        else:
+            # No configuration file: everything is here.
+            head = [self.executable, "-n", "--use-auth-secret", f"--static-auth-secret={self.secret}", f"--realm={self.realm}"]
+        return head + [
             "--listening-ip=127.0.0.1",
             f"--listening-port={self.port}",
             "--relay-ip=127.0.0.1",
             f"--min-port={self.min_port}",
             f"--max-port={self.max_port}",
-            "--use-auth-secret",
-            f"--static-auth-secret={self.secret}",
-            f"--realm={self.realm}",
             "--allow-loopback-peers",
             "--fingerprint",
             "--no-cli",
@@ -180,9 +185,10 @@ class TurnServer:
 
     def start(self, timeout: float = 10.0) -> "TurnServer":
         self.directory.mkdir(parents=True, exist_ok=True)
+        command = self.command()
         output = open(self.directory / "turnserver.out", "ab")
         self._proc = subprocess.Popen(
-            self.command(), stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, cwd=str(self.directory)
+            command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, cwd=str(self.directory)
         )
         output.close()
         deadline = time.monotonic() + timeout

@@ -110,6 +110,18 @@ class Config:
     redis_reply_timeout: float = 10.0
     self_check_timeout: float = 5.0
     demo: bool = False
+    # Per-user tokens (JWT); checked against the key file by jsongle.signaling.tokens.
+    jwt_secret: str = ""
+    jwt_public_key: str = ""
+    jwt_algorithms: tuple[str, ...] = ()
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwt_leeway: float = 30.0
+    # TURN REST credentials (coturn use-auth-secret); see jsongle.signaling.turn.
+    turn_secret: str = ""
+    turn_uris: tuple[str, ...] = ()
+    stun_uris: tuple[str, ...] = ()
+    turn_ttl: float = 86400.0
 
     @property
     def redis_address(self) -> "RedisAddress | None":
@@ -134,7 +146,7 @@ class Config:
         parts = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in ("app_token", "admin_token"):
+            if f.name in _SECRET_FIELDS:
                 value = "***" if value else ""
             elif f.name == "redis_url" and value:
                 value = masked_redis_url(value)
@@ -143,6 +155,9 @@ class Config:
 
     __str__ = __repr__
 
+
+#: Fields shown only as set or not (``***``) wherever a Config is printed.
+_SECRET_FIELDS = frozenset({"app_token", "admin_token", "jwt_secret", "turn_secret"})
 
 DEFAULT_CONFIG = Config()
 
@@ -260,6 +275,42 @@ def _duration(raw: str) -> float:
     if seconds <= 0:
         raise _Invalid("must be a duration greater than zero")
     return seconds
+
+
+def _non_negative_duration(raw: str) -> float:
+    """A duration where 0 is meaningful (a leeway of none)."""
+    text = _require(raw)
+    if text == "0":
+        return 0.0
+    match = _DURATION.fullmatch(text)
+    if not match:
+        raise _Invalid("is not a duration (e.g. 30s, 1m, 0 or seconds)")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
+
+
+def _comma_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _jwt_algorithms(raw: str) -> tuple[str, ...]:
+    # The names are checked against the key's family when the verifier is
+    # built; "none" is refused here already, whatever the key.
+    names = _comma_list(raw)
+    if any(name.lower() == "none" for name in names):
+        raise _Invalid("lists 'none': unsigned tokens are never accepted")
+    return names
+
+
+def _uris(*schemes: str) -> Callable[[str], tuple[str, ...]]:
+    def parse(raw: str) -> tuple[str, ...]:
+        uris = _comma_list(raw)
+        for uri in uris:
+            scheme, colon, rest = uri.partition(":")
+            if not colon or scheme.lower() not in schemes or not rest or any(c.isspace() for c in uri):
+                raise _Invalid(f"has {uri!r}, which is not a {' or '.join(s + ':' for s in schemes)} URI")
+        return uris
+
+    return parse
 
 
 class KeySpec(NamedTuple):
@@ -409,7 +460,7 @@ KEYS: Mapping[str, KeySpec] = {
     ),
     "connectFailuresPerIp": KeySpec(
         "connect_failures_per_ip", _at_least(0),
-        "Failed CONNECTs (bad appToken) one address may make per connectFailureWindow; 0 disables the cap.",
+        "Failed CONNECTs (bad appToken or per-user token) one address may make per connectFailureWindow; 0 disables the cap.",
     ),
     "connectFailureWindow": KeySpec(
         "connect_failure_window", _duration,
@@ -442,6 +493,46 @@ KEYS: Mapping[str, KeySpec] = {
     "demo": KeySpec(
         "demo", _boolean,
         "Serve the demo page (video call, chat) at /demo/ on wsPort; off in production.",
+    ),
+    "jwtSecret": KeySpec(
+        "jwt_secret", _string,
+        "Shared secret of per-user tokens (JWT, HS256/384/512), at least 32 bytes; empty: no per-user tokens (or jwtPublicKey).",
+    ),
+    "jwtPublicKey": KeySpec(
+        "jwt_public_key", _string,
+        "PEM file with the public key of per-user tokens (RSA, EC or Ed25519); instead of jwtSecret.",
+    ),
+    "jwtAlgorithms": KeySpec(
+        "jwt_algorithms", _jwt_algorithms,
+        "Accepted token algorithms, comma-separated; empty: HS256 with jwtSecret, the key's own with jwtPublicKey.",
+    ),
+    "jwtIssuer": KeySpec(
+        "jwt_issuer", _string,
+        "Required 'iss' of per-user tokens; empty: not checked.",
+    ),
+    "jwtAudience": KeySpec(
+        "jwt_audience", _string,
+        "Required 'aud' of per-user tokens; empty: not checked.",
+    ),
+    "jwtLeeway": KeySpec(
+        "jwt_leeway", _non_negative_duration,
+        "Clock skew allowed on a token's exp and nbf: 30s, 1m or seconds (0: none).",
+    ),
+    "turnSecret": KeySpec(
+        "turn_secret", _string,
+        "The TURN server's static-auth-secret (coturn use-auth-secret); empty: no TURN credentials.",
+    ),
+    "turnUris": KeySpec(
+        "turn_uris", _uris("turn", "turns"),
+        "TURN server URIs handed to clients, comma-separated (turn:host:3478?transport=udp,turns:host:5349).",
+    ),
+    "stunUris": KeySpec(
+        "stun_uris", _uris("stun", "stuns"),
+        "STUN server URIs handed to clients, comma-separated (stun:host:3478); empty: none.",
+    ),
+    "turnTtl": KeySpec(
+        "turn_ttl", _duration,
+        "How long TURN credentials stay valid: 1d, 12h or seconds.",
     ),
 }
 
@@ -527,6 +618,8 @@ def default_text(key: str) -> str:
     value = getattr(DEFAULT_CONFIG, spec.field)
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, tuple):  # comma lists (jwtAlgorithms, turnUris, ...)
+        return ",".join(value)
     if spec.parser is _duration:
         for unit, seconds in _DURATION_UNITS:
             if value % seconds == 0:

@@ -118,6 +118,10 @@ class IMember(Interface):
     registered = Attribute("True once a valid hello was received.")
     identity = Attribute("What other members are shown of it (the hello description); after hello only.")
     ref = Attribute("Its RoomMember (what room registries hold); after hello only.")
+    claims = Attribute(
+        "What its per-user token says (jsongle.signaling.tokens.Claims: sub, name, rooms, expires), "
+        "or None when the server takes no per-user tokens."
+    )
 
     def register(uid, identity):
         """Record a valid hello: ``identity`` is the description others see."""

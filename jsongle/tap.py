@@ -38,6 +38,8 @@ from jsongle.signaling.handlers import HandlerConflict, HandlerSet, discover
 from jsongle.signaling.messages import Messages, RandomIds
 from jsongle.signaling.roomrules import RoomCaps
 from jsongle.signaling.rooms import InMemoryRoomRegistry
+from jsongle.signaling.tokens import TokenVerifier, verifier_from_config
+from jsongle.signaling.turn import IceServers, ice_servers_from_config
 from jsongle.socketio.server import SocketIOServer
 from jsongle.startchecks import StartError, check_files, listen_error
 
@@ -78,6 +80,12 @@ class Options(usage.Options):
         if self.config.use_https:
             self.tls = tls_options(self.config)
         try:
+            # Built now, so a bad key file, algorithm list or half a TURN setup stops the start by name.
+            self.tokens = verifier_from_config(self.config)
+            self.ice_servers = ice_servers_from_config(self.config)
+        except ConfigError as error:
+            raise usage.UsageError(f"bad configuration: {error}")
+        try:
             self.handlers = discover()
         except HandlerConflict as error:
             raise usage.UsageError(f"handler plugins conflict: {error}")
@@ -105,10 +113,17 @@ class Signaling:
     application and the Socket.IO and Engine.IO layers under it.
     """
 
-    def __init__(self, config: Config, clock: IReactorTime, handlers: HandlerSet, registry: Optional[CollectorRegistry] = None) -> None:
+    def __init__(
+        self, config: Config, clock: IReactorTime, handlers: HandlerSet, registry: Optional[CollectorRegistry] = None,
+        tokens: Optional[TokenVerifier] = None, ice_servers: Optional[IceServers] = None,
+    ) -> None:
         self.config = config
         self.metrics = metrics = Metrics(registry or CollectorRegistry())
         random = RandomPool()
+        #: Per-user tokens (None: not required); the self-check (GET /tests) then
+        #: shows this random secret instead of a token.
+        self.tokens = tokens
+        self.self_check = random.take(32).hex() if tokens is not None else ""
         self.dates = IsoDates()
         messages = Messages(config.server_id, RandomIds(random), self.dates, clock)
         self.local = local = LocalConnections(metrics)
@@ -125,7 +140,8 @@ class Signaling:
             self.rooms = self.cluster.registry
             metrics.watch_cluster(self.cluster.stats)
         self.application = build_application(
-            config, clock, handlers, metrics, messages, local, delivery, self.rooms, announcer, calls
+            config, clock, handlers, metrics, messages, local, delivery, self.rooms, announcer, calls, tokens, ice_servers,
+            self.self_check,
         )
         ids = SessionIds(random)
         self.socketio = SocketIOServer({"/": self.application}, clock, config.connect_timeout / 1000.0, ids, metrics.connect_refused)
@@ -275,10 +291,15 @@ class JsongleService(service.MultiService):
         for warning in self.warnings:
             log.warn("{warning}", warning=warning)
         config = self.signaling.config
-        if not config.app_token:
+        tokens = self.signaling.tokens
+        if not config.app_token and tokens is None:
             log.warn("appToken is empty: anyone can connect")
         if not config.admin_token:
             log.info("adminToken is empty: GET /logs and PUT /logs/levels answer loopback clients only")
+        if tokens is not None:
+            log.info("per-user tokens required: {how}", how=tokens.description)
+        if config.turn_secret:
+            log.info("TURN credentials handed out for {uris}, valid {ttl}s", uris=",".join(config.turn_uris), ttl=config.turn_ttl)
         if self.signaling.cluster is not None:
             self.signaling.cluster.startService()
         elif config.reuse_port:
@@ -378,12 +399,12 @@ def makeService(options: Options) -> service.IService:
     from twisted.internet import reactor
 
     config: Config = options.config
-    signaling = Signaling(config, reactor, options.handlers)
+    signaling = Signaling(config, reactor, options.handlers, tokens=options.tokens, ice_servers=options.ice_servers)
     from jsongle.logfile import LogFile
 
-    secrets = [config.app_token, getattr(config, "admin_token", "")]
+    masked = [config.app_token, getattr(config, "admin_token", ""), config.jwt_secret, config.turn_secret, signaling.self_check]
     logfile = LogFile(config.log_path, config.log_file_period, config.log_files_number, reactor, signaling.metrics.failed)
-    console = ConsoleLevel(config.log_default_level, secrets=secrets)
+    console = ConsoleLevel(config.log_default_level, secrets=masked)
     root = JsongleService(signaling, console, options.warnings, logfile, options["config"], reactor, options.parent)
     interface = config.listen_address or ""
     site: Any = signaling.site()
@@ -421,7 +442,8 @@ def add_rest_service(
     from jsongle.selfcheck import SelfCheck
 
     check = SelfCheck(
-        reactor, websocket.bound_port, config.listen_address, config.app_token, config.use_https, timeout=config.self_check_timeout
+        reactor, websocket.bound_port, config.listen_address, config.app_token, config.use_https, timeout=config.self_check_timeout,
+        self_check=signaling.self_check,
     )
     api = RestApi(config, signaling.metrics, console, reactor, time.time(), check)
     interface = config.listen_address or ""

@@ -11,6 +11,7 @@ from tests.support.browser import Browser, why_unavailable
 from tests.support.daemon import Daemon
 from tests.support.puppet import Puppet
 from tests.support.redis import RedisServer
+from tests.support.turn import TurnServer
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 
@@ -74,3 +75,22 @@ def browser():
     b.stop()
     if b.stderr():
         print("browser driver stderr:\n" + b.stderr())
+
+
+@pytest.fixture
+def turn_factory(tmp_path):
+    """``start(secret, config_text=None) -> TurnServer``: coturn on 127.0.0.1 (use-auth-secret, or
+    the given turnserver.conf), stopped by PID at teardown."""
+    if shutil.which("turnserver") is None:
+        pytest.skip("turnserver is not installed (Debian package: coturn); .ci/run installs it")
+    servers: list[TurnServer] = []
+
+    def start(secret: str, config_text: str | None = None) -> TurnServer:
+        server = TurnServer(tmp_path / f"turn{len(servers) + 1}", secret, config_text=config_text)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+        print(f"--- turnserver log ---\n{server.log()[-4000:]}")

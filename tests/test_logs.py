@@ -157,6 +157,26 @@ def test_mask_event_fields_text_and_secrets():
     assert record["time"] == "1970-01-01T00:00:00.000Z"
 
 
+def test_mask_per_user_tokens():
+    """A JWT never reaches a log, whatever field or text carries it."""
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+    event = {
+        "log_format": "CONNECT {auth} header={header}",
+        "log_level": LogLevel.debug,
+        "log_namespace": "test",
+        "log_time": 0.0,
+        "auth": {"token": token, "resume": True},
+        "header": f"Bearer {token}",
+        "servers": [{"username": "1:u", "credential": "hmac"}],
+    }
+    masked = mask_event(event)
+    line = event_line(masked)
+    assert token not in line and "eyJzdWIi" not in line
+    assert masked["auth"] == {"token": MASK, "resume": True}
+    assert masked["servers"] == [{"username": "1:u", "credential": MASK}]
+    assert "Bearer ***" in line
+
+
 def test_console_level_masks_before_every_observer(tmp_path):
     publisher = LogPublisher()
     console: list[dict] = []

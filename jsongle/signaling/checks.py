@@ -19,7 +19,7 @@ from jsongle.signaling import errors
 from jsongle.signaling.dispatch import Dispatcher
 from jsongle.signaling.fields import FieldLimits, message_problem
 from jsongle.signaling.member import Member
-from jsongle.signaling.messages import IQ_RESULT, IQ_SET, MISSING, ROOM, js_string, reply_address
+from jsongle.signaling.messages import IQ_GET, IQ_RESULT, IQ_SET, MISSING, ROOM, js_string, reply_address
 from jsongle.signaling.request import Context, HandlerRequest
 from jsongle.signaling.rooms import Room
 
@@ -107,6 +107,11 @@ class MessageChecks:
                 return
         request = HandlerRequest(context, message, member, room, reply_to, received_at, addressee)
         if action == IQ_SET or action == IQ_RESULT:
+            self._dispatcher.query(request, action)
+            return
+        if action == IQ_GET and self._dispatcher.handlers.query(IQ_GET, jsongle.get("query")) is not None:
+            # A client's iq-get (ice-servers) where a query handler takes it;
+            # any other stays an unsupported action (405001), as before.
             self._dispatcher.query(request, action)
             return
         # 5. a supported action?

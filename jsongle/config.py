@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, NamedTuple
+from urllib.parse import unquote
 
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
@@ -27,7 +29,10 @@ __all__ = [
     "Config",
     "ConfigError",
     "KeySpec",
+    "default_text",
+    "help_text",
     "load_config",
+    "sample_config",
 ]
 
 
@@ -50,6 +55,12 @@ class RedisAddress(NamedTuple):
     port: int
     db: int
     password: "str | None"
+    #: The ACL user (``redis://user:password@host``); None for ``default``.
+    username: "str | None" = None
+    #: ``rediss://``: TLS, the server's certificate checked.
+    tls: bool = False
+    #: The CA that signed the server's certificate (redisCaFile); None: the system's.
+    ca_file: "str | None" = None
 
 
 @dataclass(frozen=True, repr=False)
@@ -80,6 +91,7 @@ class Config:
     max_payload: int = 1000000
     connect_timeout: int = 45000
     redis_url: str = ""
+    redis_ca_file: str = ""
     node_id: str = ""
     node_timeout: float = 15.0
     reuse_port: bool = False
@@ -99,6 +111,19 @@ class Config:
     self_check_timeout: float = 5.0
     resume_window: float = 120.0
     resume_buffer_bytes: int = 1048576
+    demo: bool = False
+    # Per-user tokens (JWT); checked against the key file by jsongle.signaling.tokens.
+    jwt_secret: str = ""
+    jwt_public_key: str = ""
+    jwt_algorithms: tuple[str, ...] = ()
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwt_leeway: float = 30.0
+    # TURN REST credentials (coturn use-auth-secret); see jsongle.signaling.turn.
+    turn_secret: str = ""
+    turn_uris: tuple[str, ...] = ()
+    stun_uris: tuple[str, ...] = ()
+    turn_ttl: float = 86400.0
 
     @property
     def redis_address(self) -> "RedisAddress | None":
@@ -106,8 +131,11 @@ class Config:
         match = _REDIS_URL.fullmatch(self.redis_url.strip())
         if not match:
             return None
-        password, host, port, db = match.groups()
-        return RedisAddress(host.strip("[]"), int(port or 6379), int(db or 0), password or None)
+        scheme, username, password, host, port, db = match.groups()
+        return RedisAddress(
+            host.strip("[]"), int(port or 6379), int(db or 0), unquote(password) if password else None,
+            unquote(username) if username else None, scheme == "rediss", self.redis_ca_file or None,
+        )
 
     @property
     def cors_origins(self) -> tuple[str, ...]:
@@ -120,15 +148,18 @@ class Config:
         parts = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in ("app_token", "admin_token"):
+            if f.name in _SECRET_FIELDS:
                 value = "***" if value else ""
             elif f.name == "redis_url" and value:
-                value = re.sub(r":[^:@/]*@", ":***@", value)
+                value = masked_redis_url(value)
             parts.append(f"{f.name}={value!r}")
         return f"Config({', '.join(parts)})"
 
     __str__ = __repr__
 
+
+#: Fields shown only as set or not (``***``) wherever a Config is printed.
+_SECRET_FIELDS = frozenset({"app_token", "admin_token", "jwt_secret", "turn_secret"})
 
 DEFAULT_CONFIG = Config()
 
@@ -179,6 +210,16 @@ def _at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _ip_address(raw: str) -> str:
+    text = raw.strip()
+    if text:
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            raise _Invalid("is not an IP address (e.g. 127.0.0.1 or ::1; empty for all interfaces)") from None
+    return text
+
+
 def _port(raw: str) -> int:
     value = _integer(raw)
     if not 0 <= value <= 65535:
@@ -202,14 +243,21 @@ def _log_level(raw: str) -> str:
     return text
 
 
-_REDIS_URL = re.compile(r"redis://(?:(?:[^:@/]*):([^@/]*)@)?([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\])(?::([0-9]{1,5}))?(?:/([0-9]+))?/?", re.ASCII)
+_REDIS_URL = re.compile(r"(rediss?)://(?:([^:@/]*):([^@/]*)@)?([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\])(?::([0-9]{1,5}))?(?:/([0-9]+))?/?", re.ASCII)
 _NODE_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}", re.ASCII)
+
+
+def masked_redis_url(url: str) -> str:
+    """redisUrl with its password replaced by ``***``: fit for any log."""
+    return re.sub(r":[^:@/]*@", ":***@", url)
 
 
 def _redis_url(raw: str) -> str:
     text = raw.strip()
     if text and not _REDIS_URL.fullmatch(text):
-        raise _Invalid("is not a Redis URL (redis://[:password@]host[:port][/db], or empty for one process)")
+        raise _Invalid(
+            "is not a Redis URL (redis:// or rediss:// (TLS), [[user]:password@]host[:port][/db], or empty for one process)"
+        )
     return text
 
 
@@ -231,13 +279,40 @@ def _duration(raw: str) -> float:
     return seconds
 
 
-def _duration_or_off(raw: str) -> float:
-    """A duration, or 0 to turn the feature off."""
+def _non_negative_duration(raw: str) -> float:
+    """A duration where 0 is meaningful (a leeway of none)."""
     text = _require(raw)
+    if text == "0":
+        return 0.0
     match = _DURATION.fullmatch(text)
     if not match:
-        raise _Invalid("is not a duration (e.g. 2m, 30s or seconds; 0 turns it off)")
+        raise _Invalid("is not a duration (e.g. 30s, 1m, 0 or seconds)")
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
+
+
+def _comma_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _jwt_algorithms(raw: str) -> tuple[str, ...]:
+    # The names are checked against the key's family when the verifier is
+    # built; "none" is refused here already, whatever the key.
+    names = _comma_list(raw)
+    if any(name.lower() == "none" for name in names):
+        raise _Invalid("lists 'none': unsigned tokens are never accepted")
+    return names
+
+
+def _uris(*schemes: str) -> Callable[[str], tuple[str, ...]]:
+    def parse(raw: str) -> tuple[str, ...]:
+        uris = _comma_list(raw)
+        for uri in uris:
+            scheme, colon, rest = uri.partition(":")
+            if not colon or scheme.lower() not in schemes or not rest or any(c.isspace() for c in uri):
+                raise _Invalid(f"has {uri!r}, which is not a {' or '.join(s + ':' for s in schemes)} URI")
+        return uris
+
+    return parse
 
 
 class KeySpec(NamedTuple):
@@ -258,7 +333,7 @@ KEYS: Mapping[str, KeySpec] = {
         "Port of the REST API (health, metrics); 0 picks a free port.",
     ),
     "listenAddress": KeySpec(
-        "listen_address", _string,
+        "listen_address", _ip_address,
         "Interface both ports bind to; empty means all interfaces.",
     ),
     "corsPolicyOrigin": KeySpec(
@@ -283,7 +358,7 @@ KEYS: Mapping[str, KeySpec] = {
     ),
     "logPath": KeySpec(
         "log_path", _string,
-        "Log file, always written at debug level and rotated.",
+        "Log file, always written at debug level (every event) and rotated; the default is in /tmp.",
     ),
     "logFilesNumber": KeySpec(
         "log_files_number", _at_least(0),
@@ -345,6 +420,10 @@ KEYS: Mapping[str, KeySpec] = {
         "redis_url", _redis_url,
         "Redis shared by the processes of one cluster (redis://host:6379/0); empty keeps rooms in this process.",
     ),
+    "redisCaFile": KeySpec(
+        "redis_ca_file", _string,
+        "CA certificate (PEM) that signed the Redis server's certificate, for a rediss:// redisUrl; empty: the system's CAs.",
+    ),
     "nodeId": KeySpec(
         "node_id", _node_id,
         "This process's name in the cluster; empty generates one (host, pid and a random suffix).",
@@ -383,7 +462,7 @@ KEYS: Mapping[str, KeySpec] = {
     ),
     "connectFailuresPerIp": KeySpec(
         "connect_failures_per_ip", _at_least(0),
-        "Failed CONNECTs (bad appToken) one address may make per connectFailureWindow; 0 disables the cap.",
+        "Failed CONNECTs (bad appToken or per-user token) one address may make per connectFailureWindow; 0 disables the cap.",
     ),
     "connectFailureWindow": KeySpec(
         "connect_failure_window", _duration,
@@ -413,8 +492,52 @@ KEYS: Mapping[str, KeySpec] = {
         "self_check_timeout", _duration,
         "How long GET /tests may take to complete its session-hello before it fails.",
     ),
+    "demo": KeySpec(
+        "demo", _boolean,
+        "Serve the demo page (video call, chat) at /demo/ on wsPort; off in production.",
+    ),
+    "jwtSecret": KeySpec(
+        "jwt_secret", _string,
+        "Shared secret of per-user tokens (JWT, HS256/384/512), at least 32 bytes; empty: no per-user tokens (or jwtPublicKey).",
+    ),
+    "jwtPublicKey": KeySpec(
+        "jwt_public_key", _string,
+        "PEM file with the public key of per-user tokens (RSA, EC or Ed25519); instead of jwtSecret.",
+    ),
+    "jwtAlgorithms": KeySpec(
+        "jwt_algorithms", _jwt_algorithms,
+        "Accepted token algorithms, comma-separated; empty: HS256 with jwtSecret, the key's own with jwtPublicKey.",
+    ),
+    "jwtIssuer": KeySpec(
+        "jwt_issuer", _string,
+        "Required 'iss' of per-user tokens; empty: not checked.",
+    ),
+    "jwtAudience": KeySpec(
+        "jwt_audience", _string,
+        "Required 'aud' of per-user tokens; empty: not checked.",
+    ),
+    "jwtLeeway": KeySpec(
+        "jwt_leeway", _non_negative_duration,
+        "Clock skew allowed on a token's exp and nbf: 30s, 1m or seconds (0: none).",
+    ),
+    "turnSecret": KeySpec(
+        "turn_secret", _string,
+        "The TURN server's static-auth-secret (coturn use-auth-secret); empty: no TURN credentials.",
+    ),
+    "turnUris": KeySpec(
+        "turn_uris", _uris("turn", "turns"),
+        "TURN server URIs handed to clients, comma-separated (turn:host:3478?transport=udp,turns:host:5349).",
+    ),
+    "stunUris": KeySpec(
+        "stun_uris", _uris("stun", "stuns"),
+        "STUN server URIs handed to clients, comma-separated (stun:host:3478); empty: none.",
+    ),
+    "turnTtl": KeySpec(
+        "turn_ttl", _duration,
+        "How long TURN credentials stay valid: 1d, 12h or seconds.",
+    ),
     "resumeWindow": KeySpec(
-        "resume_window", _duration_or_off,
+        "resume_window", _non_negative_duration,
         "How long a client that opted in (resume: true) and lost its transport keeps its session and rooms; 0 turns resume off.",
     ),
     "resumeBufferBytes": KeySpec(
@@ -487,5 +610,62 @@ def load_config(path: str | None, environ: Mapping[str, str]) -> tuple[Config, l
         try:
             fields[spec.field] = spec.parser(value)
         except ValueError as exc:
-            raise ConfigError(name, value, str(exc)) from None
-    return Config(**fields), warnings
+            shown = masked_redis_url(value) if name == "redisUrl" else value
+            raise ConfigError(name, shown, str(exc)) from None
+    config = Config(**fields)
+    if config.redis_ca_file and not config.redis_url.strip().startswith("rediss://"):
+        warnings.append("redisCaFile is set but redisUrl is not rediss:// (TLS): it is not used")
+    return config, warnings
+
+
+_DURATION_UNITS = (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60))
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_./:,@+\-]*", re.ASCII)
+
+
+def default_text(key: str) -> str:
+    """The default of ``key`` as one writes it in a dotenv file (``1d``, ``true``)."""
+    spec = KEYS[key]
+    value = getattr(DEFAULT_CONFIG, spec.field)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):  # comma lists (jwtAlgorithms, turnUris, ...)
+        return ",".join(value)
+    if spec.parser is _duration:
+        for unit, seconds in _DURATION_UNITS:
+            if value % seconds == 0:
+                return f"{int(value // seconds)}{unit}"
+        return f"{value:g}s"
+    return str(value)
+
+
+def _shown(key: str) -> str:
+    return default_text(key) or "(empty)"
+
+
+def help_text(width: int = 80) -> str:
+    """Every key with its default and meaning, for ``twistd jsongle --help``."""
+    import textwrap
+
+    lines = [
+        "Configuration keys (in the --config dotenv file, or as environment",
+        "variables, which win over the file; --print-config writes a sample):",
+    ]
+    for key, spec in KEYS.items():
+        lines.append(f"  {key} = {_shown(key)}")
+        lines.extend(textwrap.wrap(spec.description, width, initial_indent=" " * 6, subsequent_indent=" " * 6))
+    return "\n".join(lines) + "\n"
+
+
+def sample_config() -> str:
+    """A commented dotenv file setting every key to its default."""
+    lines = [
+        "# jsongle configuration (dotenv; the keys of the Node.js JSONgle-Server's .env).",
+        "# Every key with its default. Environment variables of the same names win.",
+        "# Use with: twistd --nodaemon jsongle --config this-file.env",
+    ]
+    for key, spec in KEYS.items():
+        value = default_text(key)
+        if not _PLAIN_VALUE.fullmatch(value):
+            value = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        lines += ["", f"# {spec.description}", f"{key}={value}"]
+    return "\n".join(lines) + "\n"

@@ -160,6 +160,10 @@ class IMember(Interface):
     registered = Attribute("True once a valid hello was received.")
     identity = Attribute("What other members are shown of it (the hello description); after hello only.")
     ref = Attribute("Its RoomMember (what room registries hold); after hello only.")
+    claims = Attribute(
+        "What its per-user token says (jsongle.signaling.tokens.Claims: sub, name, rooms, expires), "
+        "or None when the server takes no per-user tokens."
+    )
 
     def register(uid, identity):
         """Record a valid hello: ``identity`` is the description others see."""
@@ -172,6 +176,10 @@ class IHandlerRequest(Interface):
     jsongle = Attribute("message['jsongle'], checked to be a dict.")
     member = Attribute("The sending IMember.")
     room = Attribute("The target Room snapshot, or None when sent to the server.")
+    addressee = Attribute(
+        "The uid of the one member the message is for (``to`` = ``<rid>/<uid>``), "
+        "or None when it is for the whole room (or the server)."
+    )
     rooms = Attribute("The IRoomRegistry.")
     config = Attribute("The server Config.")
     metrics = Attribute("The Metrics.")

@@ -28,8 +28,8 @@ from jsongle.dates import iso_date
 
 MASK = "***"
 
-#: Keys whose values are personal data, wherever they appear in an event.
-MASKED_KEYS = frozenset({"dn", "content", "additionalContent"})
+#: Keys whose values are personal data or credentials, wherever they appear in an event.
+MASKED_KEYS = frozenset({"dn", "content", "additionalContent", "token", "credential"})
 
 # ``"dn": "Alice"``, ``'content': 'hi'``, ``dn='Alice'`` in already formatted text.
 _QUOTED_VALUE = re.compile(
@@ -39,11 +39,17 @@ _QUOTED_VALUE = re.compile(
 )
 
 
+# A signed JWT (per-user token): its header is base64url of '{"', so it starts "eyJ".
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
 def mask_text(text: str, secrets: Iterable[str] = ()) -> str:
-    """Mask quoted personal values and remove every secret from ``text``."""
+    """Mask quoted personal values, tokens, and every secret in ``text``."""
     for secret in secrets:
         if secret and secret in text:
             text = text.replace(secret, MASK)
+    if "eyJ" in text:
+        text = _JWT.sub(MASK, text)
     if "dn" in text or "ontent" in text:
         text = _QUOTED_VALUE.sub(lambda m: f"{m.group('key')}{m.group('quote')}{MASK}{m.group('quote')}", text)
     return text
@@ -177,8 +183,9 @@ class LogFile:
         self.closed = False
 
     def open(self) -> None:
-        """Open (or create) the file for appending."""
-        self._file = open(self.path, "a", encoding="utf-8")
+        """Open (or create) the file for appending; once open, nothing to do."""
+        if self._file is None:
+            self._file = open(self.path, "a", encoding="utf-8")
 
     def write(self, text: str) -> None:
         if self.closed:

@@ -1,7 +1,9 @@
 """Log levels for the console, changeable at runtime; masking for all.
 
 twistd installs its own observer; we put a level filter in front of it so
-debug events are dropped before they are formatted.  Every event is masked
+debug events are dropped before they are formatted.  Under twistd the filter
+is in place before twistd's first line (its banner), through the observer
+factory of its ``--logger`` option (see :meth:`ConsoleLevel.wrap`).  Every event is masked
 once (see :mod:`jsongle.logfile`) before it reaches the console filter or
 any other observer given to :meth:`ConsoleLevel.install` (the log file).
 """
@@ -56,7 +58,10 @@ class AtLeast:
 
     def __call__(self, event: LogEvent) -> PredicateResult:
         level = event.get("log_level")
-        if level is None or not event.get("log_namespace") or level < self.level:
+        if level is None or not event.get("log_namespace"):
+            return PredicateResult.no
+        # ``announce=True`` (the start-up note of jsongle.welcome) shows at any level.
+        if level < self.level and not event.get("announce"):
             return PredicateResult.no
         return PredicateResult.maybe
 
@@ -73,6 +78,17 @@ class ConsoleLevel:
         self._publisher = publisher
         self._filtered: list[ILogObserver] = []
         self._filter: ILogObserver | None = None
+        self._wrapped = False
+
+    def wrap(self, console: ILogObserver, also: Iterable[ILogObserver] = ()) -> ILogObserver:
+        """The observer for twistd to install: ``console`` behind the level
+        filter, ``also`` (the log file) getting every event, all masked.
+
+        Once it is in place, :meth:`install` and :meth:`uninstall` have
+        nothing to do: twistd adds and removes it.
+        """
+        self._wrapped = True
+        return MaskingObserver(LogPublisher(FilteringLogObserver(console, [self.predicate]), *also), self.secrets)
 
     def install(self, also: Iterable[ILogObserver] = ()) -> None:
         """Move the publisher's current observers behind the level filter.
@@ -80,6 +96,8 @@ class ConsoleLevel:
         Events are masked first; ``also`` (e.g. the log file) gets every
         masked event, whatever the console level.
         """
+        if self._wrapped:
+            return
         existing = list(self._publisher._observers)
         for observer in existing:
             self._publisher.removeObserver(observer)

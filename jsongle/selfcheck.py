@@ -35,8 +35,8 @@ class CheckResult(NamedTuple):
 class _Check:
     """One check run: step counter, result Deferred, timeout."""
 
-    def __init__(self, app_token: str) -> None:
-        self.app_token = app_token
+    def __init__(self, auth: dict[str, Any]) -> None:
+        self.auth = auth
         self.step = 0
         self.done: Deferred[CheckResult] = Deferred()
         self.protocol: Optional[_CheckProtocol] = None
@@ -81,7 +81,7 @@ class _CheckProtocol(WebSocketClientProtocol):
             if not text.startswith("0"):
                 return check.finish(f"expected an Engine.IO open packet, got {text[:80]!r}")
             check.step = 2
-            self._send("40" + json.dumps({"appToken": check.app_token}))
+            self._send("40" + json.dumps(check.auth))
         elif check.step == 2:
             if text.startswith("44"):
                 return check.finish(f"Socket.IO CONNECT refused: {text[2:200]}")
@@ -165,16 +165,22 @@ class SelfCheck:
         app_token: str,
         use_tls: bool,
         timeout: float = 5.0,
+        self_check: str = "",
     ) -> None:
         self.reactor = reactor
         self.ws_port = ws_port
         self.host = host if host not in ("", "0.0.0.0") else "127.0.0.1"
         self.app_token = app_token
+        #: With per-user tokens the check has no user: it shows this process's random secret instead.
+        self.self_check = self_check
         self.use_tls = use_tls
         self.timeout = timeout
 
     def __call__(self) -> Deferred[CheckResult]:
-        check = _Check(self.app_token)
+        auth = {"appToken": self.app_token}
+        if self.self_check:
+            auth["selfCheck"] = self.self_check
+        check = _Check(auth)
         port = self.ws_port()
         if port is None:
             check.finish("the WebSocket port is not listening")

@@ -38,8 +38,11 @@ from jsongle.signaling.handlers import HandlerConflict, HandlerSet, discover
 from jsongle.signaling.messages import Messages, RandomIds
 from jsongle.signaling.roomrules import RoomCaps
 from jsongle.signaling.rooms import InMemoryRoomRegistry
+from jsongle.signaling.tokens import TokenVerifier, verifier_from_config
+from jsongle.signaling.turn import IceServers, ice_servers_from_config
 from jsongle.socketio.recovery import InMemorySessionStore, Recovery
 from jsongle.socketio.server import SocketIOServer
+from jsongle.startchecks import StartError, check_files, listen_error
 
 log = Logger()
 
@@ -54,13 +57,35 @@ class Options(usage.Options):
         ["config", "c", None, "dotenv configuration file (keys as in etc/jsongle.env)"],
     ]
 
+    def opt_print_config(self) -> None:
+        """Print a commented configuration file with every key's default, and exit."""
+        from jsongle.config import sample_config
+
+        print(sample_config(), end="")
+        raise SystemExit(0)
+
+    def getUsage(self, width: Optional[int] = None) -> str:
+        from jsongle.config import help_text
+
+        return super().getUsage(width) + "\n" + help_text(width or 80)
+
     def postOptions(self) -> None:
         try:
             self.config, self.warnings = load_config(self["config"], os.environ)
         except ConfigError as error:
             raise usage.UsageError(f"bad configuration: {error}")
+        try:
+            check_files(self.config)
+        except StartError as error:
+            raise usage.UsageError(str(error))
         if self.config.use_https:
             self.tls = tls_options(self.config)
+        try:
+            # Built now, so a bad key file, algorithm list or half a TURN setup stops the start by name.
+            self.tokens = verifier_from_config(self.config)
+            self.ice_servers = ice_servers_from_config(self.config)
+        except ConfigError as error:
+            raise usage.UsageError(f"bad configuration: {error}")
         try:
             self.handlers = discover()
         except HandlerConflict as error:
@@ -89,10 +114,17 @@ class Signaling:
     application and the Socket.IO and Engine.IO layers under it.
     """
 
-    def __init__(self, config: Config, clock: IReactorTime, handlers: HandlerSet, registry: Optional[CollectorRegistry] = None) -> None:
+    def __init__(
+        self, config: Config, clock: IReactorTime, handlers: HandlerSet, registry: Optional[CollectorRegistry] = None,
+        tokens: Optional[TokenVerifier] = None, ice_servers: Optional[IceServers] = None,
+    ) -> None:
         self.config = config
         self.metrics = metrics = Metrics(registry or CollectorRegistry())
         random = RandomPool()
+        #: Per-user tokens (None: not required); the self-check (GET /tests) then
+        #: shows this random secret instead of a token.
+        self.tokens = tokens
+        self.self_check = random.take(32).hex() if tokens is not None else ""
         self.dates = IsoDates()
         messages = Messages(config.server_id, RandomIds(random), self.dates, clock)
         self.local = local = LocalConnections(metrics)
@@ -109,7 +141,8 @@ class Signaling:
             self.rooms = self.cluster.registry
             metrics.watch_cluster(self.cluster.stats)
         self.application = build_application(
-            config, clock, handlers, metrics, messages, local, delivery, self.rooms, announcer, calls
+            config, clock, handlers, metrics, messages, local, delivery, self.rooms, announcer, calls, tokens, ice_servers,
+            self.self_check,
         )
         ids = SessionIds(random)
         recovery = Recovery(
@@ -135,7 +168,9 @@ class Signaling:
         metrics.watch_sessions(self.engine.__len__)
 
     def site(self) -> Site:
-        return engineio_site(self.engine)
+        from jsongle.demo import demo_children
+
+        return engineio_site(self.engine, children=demo_children(self.config))
 
 
 def cluster_node(
@@ -157,7 +192,7 @@ def cluster_node(
     bus = RedisBus(link, node_id, calls.from_other_node)
     delivery = Delivery(local, bus, metrics, reactor)
     announcer = Announcer(messages, delivery, calls)
-    registry = RedisRoomRegistry(link, node_id, caps, announcer)
+    registry = RedisRoomRegistry(link, node_id, caps, announcer, config.node_timeout)
     node = ClusterNode(link, registry, bus, reactor, config.node_timeout, local.__len__, metrics.failed)
     return node, delivery, announcer
 
@@ -165,10 +200,11 @@ def cluster_node(
 class ListeningService(StreamServerEndpointService):
     """Listens and logs the bound address (port 0 picks a free one)."""
 
-    def __init__(self, label: str, endpoint: Any, factory: Any) -> None:
+    def __init__(self, label: str, endpoint: Any, factory: Any, config: Optional[Config] = None) -> None:
         super().__init__(endpoint, factory)
         self._raiseSynchronously = True
         self.label = label
+        self.config = config
         self.port: Any = None
         self._number: Optional[int] = None
 
@@ -182,7 +218,15 @@ class ListeningService(StreamServerEndpointService):
         return self._number if self.running else None
 
     def privilegedStartService(self) -> None:
-        super().privilegedStartService()
+        from twisted.internet.error import CannotListenError
+
+        try:
+            super().privilegedStartService()
+        except CannotListenError as error:
+            if self.config is None:
+                raise
+            # One line naming the key, like a bad value, and a failed start.
+            raise SystemExit(str(listen_error(self.label, self.config, error))) from None
         self._waitingForPort.addCallback(self._announce)
 
     def _announce(self, port: Any) -> Any:
@@ -212,8 +256,12 @@ class JsongleService(service.MultiService):
         logfile: Any = None,
         config_path: Optional[str] = None,
         reactor: Any = None,
+        twistd_options: Any = None,
     ) -> None:
         super().__init__()
+        #: twistd's own options: when given, the console level and the log
+        #: file are in place before twistd logs its first line.
+        self.twistd_options = twistd_options
         self.signaling = signaling
         self.console = console
         self.warnings = warnings
@@ -223,6 +271,17 @@ class JsongleService(service.MultiService):
         self.shutdown_timeout = signaling.config.shutdown_timeout
         self._previous_sighup: Any = None
         self._previous_sigterm: Any = None
+
+    def setServiceParent(self, parent: Any) -> None:
+        """twistd asks the application it builds for its log observer first:
+        ours, behind logDefaultLevel, with the log file beside it."""
+        super().setServiceParent(parent)
+        if self.twistd_options is not None and self.logfile is not None and hasattr(parent, "setComponent"):
+            from twisted.logger import ILogObserver
+
+            from jsongle.twistdlog import observer
+
+            parent.setComponent(ILogObserver, observer(self.twistd_options, self.console, self.logfile))
 
     def startService(self) -> None:
         from jsongle.logfile import FileLogObserver
@@ -239,10 +298,15 @@ class JsongleService(service.MultiService):
         for warning in self.warnings:
             log.warn("{warning}", warning=warning)
         config = self.signaling.config
-        if not config.app_token:
+        tokens = self.signaling.tokens
+        if not config.app_token and tokens is None:
             log.warn("appToken is empty: anyone can connect")
         if not config.admin_token:
             log.info("adminToken is empty: GET /logs and PUT /logs/levels answer loopback clients only")
+        if tokens is not None:
+            log.info("per-user tokens required: {how}", how=tokens.description)
+        if config.turn_secret:
+            log.info("TURN credentials handed out for {uris}, valid {ttl}s", uris=",".join(config.turn_uris), ttl=config.turn_ttl)
         if self.signaling.cluster is not None:
             self.signaling.cluster.startService()
         elif config.reuse_port:
@@ -348,13 +412,13 @@ def makeService(options: Options) -> service.IService:
     from twisted.internet import reactor
 
     config: Config = options.config
-    signaling = Signaling(config, reactor, options.handlers)
+    signaling = Signaling(config, reactor, options.handlers, tokens=options.tokens, ice_servers=options.ice_servers)
     from jsongle.logfile import LogFile
 
-    secrets = [config.app_token, getattr(config, "admin_token", "")]
+    masked = [config.app_token, getattr(config, "admin_token", ""), config.jwt_secret, config.turn_secret, signaling.self_check]
     logfile = LogFile(config.log_path, config.log_file_period, config.log_files_number, reactor, signaling.metrics.failed)
-    console = ConsoleLevel(config.log_default_level, secrets=secrets)
-    root = JsongleService(signaling, console, options.warnings, logfile, options["config"], reactor)
+    console = ConsoleLevel(config.log_default_level, secrets=masked)
+    root = JsongleService(signaling, console, options.warnings, logfile, options["config"], reactor, options.parent)
     interface = config.listen_address or ""
     site: Any = signaling.site()
     # Clients reconnect in bursts (after a restart, a network change): a
@@ -371,16 +435,19 @@ def makeService(options: Options) -> service.IService:
         endpoint = SSL4ServerEndpoint(reactor, config.ws_port, options.tls, backlog=LISTEN_BACKLOG, interface=interface)
     else:
         endpoint = TCP4ServerEndpoint(reactor, config.ws_port, backlog=LISTEN_BACKLOG, interface=interface)
-    websocket = ListeningService("websocket", endpoint, site)
+    websocket = ListeningService("websocket", endpoint, site, config)
     websocket.setServiceParent(root)
-    add_rest_service(root, reactor, config, getattr(options, "tls", None), signaling, console, websocket)
+    rest = add_rest_service(root, reactor, config, getattr(options, "tls", None), signaling, console, websocket)
+    from jsongle.welcome import Welcome
+
+    Welcome(config, websocket, rest).setServiceParent(root)
     return root
 
 
 def add_rest_service(
     root: service.MultiService, reactor: Any, config: Config, tls: Any, signaling: Signaling,
     console: ConsoleLevel, websocket: ListeningService,
-) -> None:
+) -> ListeningService:
     """The REST API on restPort, over TLS exactly when the WebSocket port is."""
     import time
 
@@ -388,7 +455,8 @@ def add_rest_service(
     from jsongle.selfcheck import SelfCheck
 
     check = SelfCheck(
-        reactor, websocket.bound_port, config.listen_address, config.app_token, config.use_https, timeout=config.self_check_timeout
+        reactor, websocket.bound_port, config.listen_address, config.app_token, config.use_https, timeout=config.self_check_timeout,
+        self_check=signaling.self_check,
     )
     api = RestApi(config, signaling.metrics, console, reactor, time.time(), check)
     interface = config.listen_address or ""
@@ -396,4 +464,6 @@ def add_rest_service(
         endpoint = SSL4ServerEndpoint(reactor, config.rest_port, tls, interface=interface)
     else:
         endpoint = TCP4ServerEndpoint(reactor, config.rest_port, interface=interface)
-    ListeningService("rest", endpoint, Site(api.resource())).setServiceParent(root)
+    rest = ListeningService("rest", endpoint, Site(api.resource()), config)
+    rest.setServiceParent(root)
+    return rest

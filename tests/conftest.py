@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.browser import Browser, why_unavailable
 from tests.support.daemon import Daemon
 from tests.support.puppet import Puppet
 from tests.support.redis import RedisServer
+from tests.support.turn import TurnServer
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 
@@ -60,3 +62,35 @@ def redis_unstarted(tmp_path):
 def redis_server(redis_unstarted):
     """A fresh, running redis-server (no persistence) on a free port, stopped at teardown."""
     return redis_unstarted.start()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium per test module (tests/support/browser.py); closed at teardown."""
+    reason = why_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    b = Browser.start()
+    yield b
+    b.stop()
+    if b.stderr():
+        print("browser driver stderr:\n" + b.stderr())
+
+
+@pytest.fixture
+def turn_factory(tmp_path):
+    """``start(secret, config_text=None) -> TurnServer``: coturn on 127.0.0.1 (use-auth-secret, or
+    the given turnserver.conf), stopped by PID at teardown."""
+    if shutil.which("turnserver") is None:
+        pytest.skip("turnserver is not installed (Debian package: coturn); .ci/run installs it")
+    servers: list[TurnServer] = []
+
+    def start(secret: str, config_text: str | None = None) -> TurnServer:
+        server = TurnServer(tmp_path / f"turn{len(servers) + 1}", secret, config_text=config_text)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+        print(f"--- turnserver log ---\n{server.log()[-4000:]}")

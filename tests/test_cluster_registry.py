@@ -62,7 +62,7 @@ class Node:
         self.failures: list[tuple[str, str]] = []
         self.link = RedisLink(RedisAddress("127.0.0.1", port, 0, None), node_channel(node_id), reactor, reactor,
                               self.failed, LinkTimeouts(), backoff_first=backoff, backoff_most=max(backoff, 0.2))
-        self.registry = RedisRoomRegistry(self.link, node_id, caps, RecordingAnnouncer(self))
+        self.registry = RedisRoomRegistry(self.link, node_id, caps, RecordingAnnouncer(self), node_timeout)
         self.bus = RedisBus(self.link, node_id, lambda cid, message: self.delivered.append((cid, message)))
         self.service = ClusterNode(self.link, self.registry, self.bus, reactor, node_timeout, lambda: 0, self.failed)
 
@@ -320,3 +320,49 @@ def test_node_swept_while_away_comes_back_with_joined(nodes):
     yield until(lambda: one.link.up and one.joins, "back")
     assert one.joins == [("r1", "alice", ["bob"])]
     yield until(lambda: len(two.registry.room("r1").members) == 2, "snapshot")
+
+
+@pytest_twisted.inlineCallbacks
+def test_who_left_while_redis_was_away_is_announced_after_an_empty_restart(nodes, redis_server):
+    """Redis comes back with nothing to remove: the leave is announced from
+    the rooms this node kept, to its members and to the other nodes'."""
+    one = yield nodes("one")
+    two = yield nodes("two")
+    yield one.registry.join("#muc#m", "muc", member("alice"))
+    yield one.registry.join("#muc#m", "muc", member("bob"))
+    yield two.registry.join("#muc#m", "muc", member("carol"))
+    yield until(lambda: len(one.registry.room("#muc#m").members) == 3, "snapshot")
+    redis_server.stop()
+    yield until(lambda: not one.link.up and not two.link.up, "links down")
+    assert (yield one.registry.leave_all("bob")) == []
+    redis_server.start()
+    # To Alice at once; to Carol once node two listens on its channel again.
+    yield until(lambda: len(one.announced) == 2, "bob announced")
+    assert sorted((r.rid, r.left.connection_id, [m.connection_id for m in r.remaining]) for r in one.announced) == [
+        ("#muc#m", "bob", ["alice"]), ("#muc#m", "bob", ["carol"])
+    ]
+    yield until(lambda: two.link.up and len(json.loads(redis_server_get(redis_server, "jsongle:room:#muc#m"))["m"]) == 2,
+                "alice and carol back")
+    assert sorted(m.connection_id for m in one.registry.room("#muc#m").members) in (["alice"], ["alice", "carol"])
+    assert two.announced == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_swept_member_goes_back_only_where_the_caps_allow(nodes, redis_server):
+    """The seat was taken while this node was swept: its member is out and
+    hears so about itself; the room keeps its cap."""
+    one = yield nodes("one", node_timeout=0.5, backoff=2.0)
+    two = yield nodes("two", node_timeout=0.5)
+    yield one.registry.join("r1", "room", member("alice"))
+    yield two.registry.join("r1", "room", member("bob"))
+    yield until(lambda: one.registry.epoch is not None and len(one.registry.room("r1").members) == 2, "heartbeat")
+    for slot in (one.link._commands, one.link._subscription):
+        slot.protocol.transport.abortConnection()
+    yield until(lambda: two.announced, "swept")
+    yield two.registry.join("r1", "room", member("carol"))
+    yield until(lambda: one.link.up and one.announced, "back")
+    assert [(r.rid, r.left.connection_id, [m.connection_id for m in r.remaining]) for r in one.announced] == [
+        ("r1", "alice", ["alice"])
+    ]
+    assert one.joins == [] and one.registry.room("r1") is None
+    assert [m[0] for m in json.loads(redis_server_get(redis_server, "jsongle:room:r1"))["m"]] == ["bob", "carol"]

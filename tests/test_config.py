@@ -271,9 +271,10 @@ def test_admin_token_masked() -> None:
 
 
 def test_shipped_env_matches_defaults() -> None:
+    # The shipped file is what `make run` uses: it turns the demo page on.
     config, warnings = load_config(str(REPO_ENV), {})
     assert warnings == []
-    assert config == Config()
+    assert config == Config(demo=True)
 
 
 def test_shipped_env_lists_every_key() -> None:
@@ -292,7 +293,9 @@ def test_shipped_env_lists_every_key() -> None:
         ("redis://127.0.0.1", ("127.0.0.1", 6379, 0, None)),
         ("redis://redis.example:6390/2", ("redis.example", 6390, 2, None)),
         ("redis://:s3cret@10.0.0.5:6379/0", ("10.0.0.5", 6379, 0, "s3cret")),
-        ("redis://user:pw@[::1]:7000", ("::1", 7000, 0, "pw")),
+        ("redis://user:pw@[::1]:7000", ("::1", 7000, 0, "pw", "user")),
+        ("rediss://jsongle:p%40ss@redis.example:6380/1", ("redis.example", 6380, 1, "p@ss", "jsongle", True)),
+        ("rediss://h", ("h", 6379, 0, None, None, True)),
     ],
 )
 def test_redis_url(raw: str, address: Any) -> None:
@@ -310,6 +313,35 @@ def test_bad_redis_url(raw: str) -> None:
 def test_redis_password_masked() -> None:
     config, _ = load_config(None, {"redisUrl": "redis://:s3cret@h:6379/0"})
     assert "s3cret" not in repr(config) and "redis://:***@h:6379/0" in repr(config)
+    config, _ = load_config(None, {"redisUrl": "rediss://app:s3cret@h:6380"})
+    assert "s3cret" not in repr(config) and "rediss://app:***@h:6380" in repr(config)
+
+
+def test_a_bad_redis_url_is_shown_without_its_password() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"redisUrl": "rediss://app:s3cret@h:port"})
+    assert "s3cret" not in str(info.value) and "rediss://app:***@h:port" in str(info.value)
+
+
+def test_redis_ca_file_without_tls_is_warned_about() -> None:
+    _, warnings = load_config(None, {"redisUrl": "redis://h", "redisCaFile": "/etc/ssl/redis-ca.pem"})
+    assert warnings == ["redisCaFile is set but redisUrl is not rediss:// (TLS): it is not used"]
+
+
+def test_redis_ca_file_goes_with_the_address() -> None:
+    config, _ = load_config(None, {"redisUrl": "rediss://h", "redisCaFile": "/etc/ssl/redis-ca.pem"})
+    assert config.redis_address == RedisAddress("h", 6379, 0, None, None, True, "/etc/ssl/redis-ca.pem")
+
+
+@pytest.mark.parametrize("raw", ["127.0.0.1", "0.0.0.0", "::1", ""])
+def test_listen_address(raw: str) -> None:
+    assert load_config(None, {"listenAddress": raw})[0].listen_address == raw
+
+
+@pytest.mark.parametrize("raw", ["not.an.ip", "localhost", "127.0.0.256", "1.2.3"])
+def test_bad_listen_address(raw: str) -> None:
+    with pytest.raises(ConfigError, match=f"^listenAddress: {raw!r} is not an IP address"):
+        load_config(None, {"listenAddress": raw})
 
 
 @pytest.mark.parametrize("raw", ["a b", "x" * 65, "node/1", "ünï"])

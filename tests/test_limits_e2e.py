@@ -77,3 +77,24 @@ def test_too_many_failed_connects_from_one_address(daemon_factory, puppet):
 def daemon_metrics(daemon) -> str:
     with urllib.request.urlopen(daemon.rest_url + "/metrics", timeout=10) as response:
         return response.read().decode("utf-8")
+
+
+def test_polling_flooder_gets_429001_before_it_is_closed(daemon_factory, puppet):
+    """The same as over WebSocket: the 429001, then the disconnect."""
+    daemon = daemon_factory(FLOOD_LIMITS)
+    puppet.connect("mallory", daemon.ws_url, auth={"appToken": TOKEN}, reconnection=False, transports=["polling"])
+    sid = puppet.next("mallory", "connect")["id"]
+    hello = puppet.next_jsongle("mallory")
+    transaction = hello["jsongle"]["transaction"]
+    answer = {"action": "iq-result", "query": "session-hello", "transaction": transaction,
+              "description": {"uid": "mallory", "dn": "Mallory"}}
+    puppet.emit("mallory", "jsongle", {"id": "h", "from": sid, "to": "jsongle-server", "jsongle": answer})
+    assert puppet.next_jsongle("mallory")["jsongle"]["status"] == "success"
+    for n in range(40):
+        puppet.emit("mallory", "jsongle", {"id": f"m{n}", "from": sid, "to": "jsongle-server",
+                                           "jsongle": {"action": "session-custom", "n": n}})
+    disconnect = puppet.next("mallory", "disconnect", timeout=10)
+    received = [line["args"][0] for line in puppet.pending("mallory") if line.get("type") == "event"]
+    errors = [m for m in received if m["jsongle"]["action"] == "session-error"]
+    assert session_error(sid, 429001, "Too many messages") in errors, (disconnect, received)
+    assert disconnect["reason"] == "io server disconnect"

@@ -157,6 +157,26 @@ def test_mask_event_fields_text_and_secrets():
     assert record["time"] == "1970-01-01T00:00:00.000Z"
 
 
+def test_mask_per_user_tokens():
+    """A JWT never reaches a log, whatever field or text carries it."""
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+    event = {
+        "log_format": "CONNECT {auth} header={header}",
+        "log_level": LogLevel.debug,
+        "log_namespace": "test",
+        "log_time": 0.0,
+        "auth": {"token": token, "resume": True},
+        "header": f"Bearer {token}",
+        "servers": [{"username": "1:u", "credential": "hmac"}],
+    }
+    masked = mask_event(event)
+    line = event_line(masked)
+    assert token not in line and "eyJzdWIi" not in line
+    assert masked["auth"] == {"token": MASK, "resume": True}
+    assert masked["servers"] == [{"username": "1:u", "credential": MASK}]
+    assert "Bearer ***" in line
+
+
 def test_console_level_masks_before_every_observer(tmp_path):
     publisher = LogPublisher()
     console: list[dict] = []
@@ -277,3 +297,54 @@ def test_a_failed_write_is_counted_every_time_and_said_once(tmp_path):
     assert reports[-1] == ("log write", True)  # said again after a write succeeded
     logfile._file = real
     logfile.close()
+
+
+# -- the console at start, as documented ------------------------------------
+
+
+def test_console_at_warn_shows_no_info_line_at_start_and_the_file_has_them(daemon_factory):
+    """logDefaultLevel=warn: twistd's banner and "listening on" stay off the
+    console (only warnings and worse); the log file gets every level."""
+    import re
+    import time
+
+    from tests.support.redis import free_port
+
+    ws_port, rest_port = free_port(), free_port()
+    daemon = daemon_factory({"logDefaultLevel": "warn", "appToken": "", "wsPort": ws_port, "restPort": rest_port}, wait=False)
+    deadline = time.monotonic() + 20
+    texts: list[str] = []
+    while not any(f"rest listening on 127.0.0.1:{rest_port}" in t for t in texts):
+        assert daemon.returncode is None and time.monotonic() < deadline, daemon.output()
+        time.sleep(0.1)
+        if daemon.log_path.exists():
+            texts = [record.get("text", "") for record in lines(daemon.log_path)]
+    # The warning (an empty appToken) reaches the console: it is not silent.
+    daemon.wait_for_line(r"#warn\] appToken is empty")
+    console = daemon.lines()
+    assert [line for line in console if re.search(r"#(info|debug)\]", line)] == [], console
+    assert not any("starting up" in line or "listening on" in line for line in console), console
+    assert any(re.match(r"twistd .* starting up", t) for t in texts), texts
+    assert f"websocket listening on 127.0.0.1:{ws_port}" in texts
+    levels = {record["level"] for record in lines(daemon.log_path)}
+    assert {"info", "warn"} <= levels
+
+
+def test_a_start_error_still_reaches_the_console_at_error_level(tmp_path):
+    """The level filter is in place before the listeners open: a port in use
+    at logDefaultLevel=error is still shown on the console."""
+    import socket
+
+    from tests.support.daemon import run_expecting_failure
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    try:
+        port = holder.getsockname()[1]
+        code, output = run_expecting_failure(tmp_path, {"logDefaultLevel": "error", "wsPort": port})
+    finally:
+        holder.close()
+    assert code != 0
+    assert f"bad configuration: wsPort: {port} is already in use" in output, output
+    assert "starting up" not in output

@@ -102,3 +102,13 @@ def test_autobahn_websocket_parser_state():
     source = inspect.getsource(inspect.getmodule(WebSocketProtocol))
     for name in ("inside_message", "current_frame", "websocket_version", "websocket_protocol_in_use", "websocket_extensions_in_use"):
         assert f"self.{name}" in source, f"autobahn.websocket.protocol no longer uses {name}: jsongle sets it when it opens a connection"
+
+
+def test_twistd_default_log_observer():
+    """twistdlog builds twistd's usual console observer to put it behind logDefaultLevel."""
+    from twisted.scripts import twistd
+
+    check("twisted.scripts.twistd", twistd, ["_SomeApplicationRunner"])
+    check("twistd's application runner", twistd._SomeApplicationRunner, ["loggerFactory"])
+    logger = twistd._SomeApplicationRunner.loggerFactory({"logger": None, "nodaemon": True, "logfile": None, "syslog": False, "prefix": "twisted"})
+    check("twistd's AppLogger", logger, ["_getLogObserver"])

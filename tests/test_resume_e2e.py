@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.tcpproxy import TcpProxy
+from tests.support.switchproxy import SwitchProxy
 from tests.test_protocol_e2e import SERVER_ID, TOKEN, Client
 
 FAST_PINGS = {"pingInterval": 1000, "pingTimeout": 1000}
@@ -27,10 +27,10 @@ RECONNECT = {"reconnection": True, "reconnectionDelay": 100, "reconnectionDelayM
 
 @pytest.fixture
 def proxies():
-    made: list[TcpProxy] = []
+    made: list[SwitchProxy] = []
 
-    def make(port: int) -> TcpProxy:
-        proxy = TcpProxy(port)
+    def make(port: int) -> SwitchProxy:
+        proxy = SwitchProxy(port)
         made.append(proxy)
         return proxy
 

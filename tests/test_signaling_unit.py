@@ -509,3 +509,88 @@ def test_a_terminate_or_left_from_another_node_ends_a_call_counted_here():
     assert server.value("jsongle_conference_calls") == 1
     bus.deliver(alice.sid, {"jsongle": {"action": "session-event", "event": "left", "description": {"member": {"uid": "bob/1"}, "rid": "#muc#m/x"}}})
     assert server.value("jsongle_conference_calls") == 0
+
+
+# -- one member of a room: to = <rid>/<uid> (PROTOCOL §13) -------------------
+
+
+def muc_of_three(server: Server, rid: str = "#muc#m") -> tuple[FakeConnection, FakeConnection, FakeConnection]:
+    members = tuple(server.connect(uid) for uid in ("alice", "bob", "carol"))
+    for member in members:
+        assert server.join(member, rid, "muc-join")["action"] == "iq-result"
+    for member in members:
+        member.take()
+    return members  # type: ignore[return-value]
+
+
+def test_a_message_to_one_member_reaches_only_it():
+    server = Server()
+    alice, bob, carol = muc_of_three(server)
+    message = server.send(alice, "#muc#m/carol", {"action": "session-propose", "sid": "c1", "namespace": "muc", "description": {}})
+    (copy,) = carol.take()
+    assert (copy["id"], copy["from"], copy["to"]) == (message["id"], "#muc#m/alice", carol.sid)
+    assert copy["jsongle"]["namespace"] == "muc"
+    assert bob.take() == []
+    assert alice.take_one()["jsongle"]["reason"] == "trying"
+    # Any namespace keeps itself; from is still <rid>/<sender>.
+    server.send(bob, "#muc#m/alice", {"action": "session-text", "namespace": "call", "description": {"content": "hi"}})
+    (copy,) = alice.take()
+    assert (copy["from"], copy["jsongle"]["namespace"]) == ("#muc#m/bob", "call")
+    assert carol.take() == [] and bob.take_one()["jsongle"]["event"] == "ack"
+
+
+def test_absent_member_outsider_and_ids_with_slashes():
+    server = Server()
+    alice, bob, carol = muc_of_three(server, "#muc#a/b")
+    server.send(alice, "#muc#a/b/dave", {"action": "session-propose", "sid": "c1"})
+    answer = alice.take_one()["jsongle"]
+    assert (answer["action"], answer["reason"]) == ("session-info", "unreachable")
+    server.send(alice, "#muc#a/b/dave", {"action": "session-text", "namespace": "muc"})
+    assert alice.take_one()["jsongle"]["description"] == {"errorCode": 404003, "errorDetails": "Can't transmit message - dave is not in room #muc#a/b"}
+    server.send(alice, "#muc#a/b/alice", {"action": "session-text", "namespace": "muc"})  # only itself: nobody
+    assert alice.take_one()["jsongle"]["description"]["errorCode"] == 404003
+    outsider = server.connect("eve")
+    server.send(outsider, "#muc#a/b/bob", {"action": "session-text", "namespace": "muc"})
+    assert outsider.take_one()["jsongle"]["description"] == {"errorCode": 404002, "errorDetails": "Can't call - not in room #muc#a/b/bob"}
+    # A uid holding '/' after a rid holding '/'.
+    weird = server.connect("x/y")
+    server.join(weird, "#muc#a/b", "muc-join")
+    for member in (alice, bob, carol):
+        member.take()
+    server.send(alice, "#muc#a/b/x/y", {"action": "session-custom", "namespace": "muc"})
+    assert [m["to"] for m in weird.take()] == [weird.sid]
+    assert bob.take() == [] and carol.take() == []
+
+
+def test_a_uid_connected_twice_gets_it_on_each_connection():
+    server = Server()
+    alice, bob, carol = muc_of_three(server)
+    bob2 = server.connect("bob")
+    server.join(bob2, "#muc#m", "muc-join")
+    for member in (alice, bob, carol):
+        member.take()
+    server.send(alice, "#muc#m/bob", {"action": "transport-info", "sid": "c1"})
+    assert [m["to"] for m in bob.take() + bob2.take()] == [bob.sid, bob2.sid]
+    assert carol.take() == []
+
+
+def test_mesh_calls_are_conference_calls():
+    server = Server()
+    alice, bob, carol = muc_of_three(server)
+    server.send(carol, "#muc#m/alice", {"action": "session-accept", "sid": "ac"})
+    server.send(bob, "#muc#m/alice", {"action": "session-accept", "sid": "ab"})
+    assert (server.value("jsongle_conference_calls"), server.value("p2p_count")) == (2, 0)
+    server.send(alice, "#muc#m/bob", {"action": "session-terminate", "sid": "ab"})
+    assert server.value("jsongle_conference_calls") == 1
+    server.app.disconnect(carol, "transport close")
+    assert server.value("jsongle_conference_calls") == 0
+
+
+def test_member_addressing_in_a_p2p_room():
+    server = Server()
+    alice, bob = pair(server)
+    alice.take()
+    server.send(alice, "r1/bob", {"action": "session-accept", "sid": "c1"})
+    (copy,) = bob.take()
+    assert copy["from"] == "r1/alice"
+    assert server.value("p2p_count") == 1

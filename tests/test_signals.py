@@ -50,13 +50,13 @@ def test_a_client_reconnects_by_itself_to_another_process_after_sigterm(daemon_f
     on, connected to a process that gets SIGTERM, comes back by itself to the
     next process and completes a new hello (with resume on too: its pid is
     unknown there, so it starts afresh)."""
-    from tests.support.tcpproxy import TcpProxy
+    from tests.support.switchproxy import SwitchProxy
     from tests.test_resume_e2e import RECONNECT, answer_hello
     from tests.test_protocol_e2e import TOKEN, Client
 
     first = daemon_factory()
     second = daemon_factory()
-    address = TcpProxy(first.ws_port)
+    address = SwitchProxy(first.ws_port)
     try:
         auth = {"appToken": TOKEN, "resume": True} if resume else {"appToken": TOKEN}
         puppet.connect("alice", address.url, auth=auth, **RECONNECT)

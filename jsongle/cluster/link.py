@@ -15,11 +15,37 @@ from typing import Any, Callable, NamedTuple, Optional, Protocol
 
 import txredisapi
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet.error import ConnectionDone
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
 from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.logger import Logger
 
 from jsongle.config import RedisAddress
+
+
+def redis_endpoint(reactor: Any, address: RedisAddress, timeout: float) -> Any:
+    """TCP to Redis; for ``rediss://``, TLS on top with the server's
+    certificate checked against ``redisCaFile`` (or the system's CAs)."""
+    endpoint: Any = HostnameEndpoint(reactor, address.host, address.port, timeout=timeout)
+    if not address.tls:
+        return endpoint
+    from twisted.internet import ssl
+
+    trust: Any = None
+    if address.ca_file:
+        with open(address.ca_file, "rb") as handle:
+            trust = ssl.trustRootFromCertificates(_certificates(handle.read()))
+    options = ssl.optionsForClientTLS(address.host, trustRoot=trust)
+    return wrapClientTLS(options, endpoint)
+
+
+def _certificates(pem: bytes) -> list[Any]:
+    """Every certificate of a PEM bundle."""
+    from twisted.internet import ssl
+
+    marker = b"-----END CERTIFICATE-----"
+    blocks = [block + marker for block in pem.split(marker) if b"-----BEGIN CERTIFICATE-----" in block]
+    return [ssl.Certificate.loadPEM(block) for block in blocks]
 
 
 class RedisUnavailable(Exception):
@@ -43,7 +69,22 @@ class Backoff:
         self._next = self.first
 
 
-class _Subscriber(txredisapi.SubscriberProtocol):
+class _KeepsLoss:
+    """Remembers why the connection was lost: txredisapi only says "Lost
+    connection", which hides a TLS handshake that failed (untrusted CA)."""
+
+    lost_reason: Any = None
+
+    def connectionLost(self, reason: Any) -> None:
+        self.lost_reason = reason
+        super().connectionLost(reason)  # type: ignore[misc]
+
+
+class _Commands(_KeepsLoss, txredisapi.RedisProtocol):
+    """The command connection."""
+
+
+class _Subscriber(_KeepsLoss, txredisapi.SubscriberProtocol):
     """Hands each published message to ``on_message(channel, data)``."""
 
     on_message: Callable[[str, str], None] = staticmethod(lambda channel, data: None)
@@ -101,7 +142,7 @@ class _Slot:
         if self._stopped:
             return
         self._attempts += 1
-        endpoint = HostnameEndpoint(self._reactor, self._address.host, self._address.port, timeout=self._connect_timeout)
+        endpoint = redis_endpoint(self._reactor, self._address, self._connect_timeout)
         protocol = self._make()
         connectProtocol(endpoint, protocol).addCallback(lambda _: protocol.whenConnected()).addCallback(
             self._prepare
@@ -123,7 +164,11 @@ class _Slot:
         if protocol.transport is not None:
             protocol.transport.loseConnection()
         if self._attempts == 1:
-            self.log.warn("redis {name} connection failed: {error}", name=self.name, error=failure.getErrorMessage())
+            error = failure.getErrorMessage()
+            lost = getattr(protocol, "lost_reason", None)
+            if lost is not None and failure.check(txredisapi.ConnectionError) and not lost.check(ConnectionDone):
+                error = f"{error}: {lost.getErrorMessage()}"
+            self.log.warn("redis {name} connection failed: {error}", name=self.name, error=error)
         self._schedule()
 
     def _lost(self, protocol: Any) -> None:
@@ -185,7 +230,7 @@ class RedisLink:
             return protocol
 
         self._commands = _Slot(
-            "command", lambda: txredisapi.RedisProtocol(replyTimeout=None), reactor, clock, address,
+            "command", lambda: _Commands(replyTimeout=None), reactor, clock, address,
             Backoff(backoff_first, backoff_most), self._changed, self._authenticate, timeouts.connect,
         )
         self._subscription = _Slot(
@@ -214,10 +259,13 @@ class RedisLink:
         return gatherResults([self._commands.stop(), self._subscription.stop()])
 
     def _authenticate(self, protocol: Any) -> Deferred:
-        """AUTH and SELECT by hand: txredisapi's own would reach for its factory."""
+        """AUTH and SELECT by hand: txredisapi's own would reach for its
+        factory, and knows no ACL user (``AUTH user password``, Redis 6)."""
         result: Deferred = succeed(None)
-        if self.address.password is not None:
-            result.addCallback(lambda _: protocol.execute_command("AUTH", self.address.password))
+        address = self.address
+        if address.password is not None:
+            credentials = (address.username, address.password) if address.username else (address.password,)
+            result.addCallback(lambda _: protocol.execute_command("AUTH", *credentials))
         if self.address.db:
             result.addCallback(lambda _: protocol.execute_command("SELECT", self.address.db))
         return result

@@ -75,8 +75,10 @@ class ClusterNode(Service):
 
     def startService(self) -> None:
         super().startService()
-        self.log.info("cluster node {node} on redis {host}:{port}", node=self.node_id,
-                      host=self.link.address.host, port=self.link.address.port)
+        address = self.link.address
+        self.log.info("cluster node {node} on redis {host}:{port}{tls}{user}", node=self.node_id,
+                      host=address.host, port=address.port, tls=" over TLS" if address.tls else "",
+                      user=f" as user {address.username}" if address.username else "")
         self.link.start(self)
         self._loop.start(self.interval, now=False)
 

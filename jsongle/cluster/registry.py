@@ -17,11 +17,13 @@ import json
 from typing import Any, Callable, Iterable, Optional
 
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from jsongle.cluster import scripts
+from jsongle.cluster.bus import node_channel
 from jsongle.cluster.link import RedisLink, RedisUnavailable
 from jsongle.interfaces import IRoomRegistry
 from jsongle.signaling import errors, roomrules
@@ -57,7 +59,7 @@ class RedisRoomRegistry:
 
     log = Logger()
 
-    def __init__(self, link: RedisLink, node_id: str, caps: RoomCaps, announcer: Announcer) -> None:
+    def __init__(self, link: RedisLink, node_id: str, caps: RoomCaps, announcer: Announcer, announce_wait: float) -> None:
         self.link = link
         self.node_id = node_id
         self.caps = caps
@@ -72,6 +74,13 @@ class RedisRoomRegistry:
         self._seqs: dict[str, int] = {}
         #: Connections gone while Redis was away: they leave on resync.
         self._pending_leaves: list[str] = []
+        #: True from Redis's return until this node's members are back and
+        #: the departed have left: joins and leaves wait in ``_held``.
+        self._resyncing = False
+        self._held: list[Deferred] = []
+        #: How long a ``left`` for another node's members waits for that node
+        #: to listen again (nodeTimeout: past it, the node is dead anyway).
+        self.announce_wait = announce_wait
         #: The token Redis holds for its current life (set by the heartbeat):
         #: the same token after a reconnection means Redis kept its state.
         self.epoch: Optional[str] = None
@@ -81,6 +90,8 @@ class RedisRoomRegistry:
     def join(self, rid: str, kind: str, member: RoomMember) -> Deferred:
         if not self.link.up:
             return fail(unavailable())
+        if self._resyncing:
+            return self._after_resync().addCallback(lambda _: self.join(rid, kind, member))
         member = member._replace(node=self.node_id)
         return self._join(rid, kind, member, force=False).addCallback(self._joined, rid, kind, member)
 
@@ -104,6 +115,8 @@ class RedisRoomRegistry:
     def leave(self, rid: str, connection_id: str) -> Deferred:
         if not self.link.up:
             return fail(unavailable())
+        if self._resyncing:
+            return self._after_resync().addCallback(lambda _: self.leave(rid, connection_id))
         return self.link.script(scripts.LEAVE, [], [rid, connection_id]).addCallbacks(
             json.loads, _map_unavailable
         ).addCallback(self._left, rid)
@@ -114,10 +127,12 @@ class RedisRoomRegistry:
         return self._result(answer)
 
     def leave_all(self, connection_id: str) -> Deferred:
-        if not self.link.up:
+        if not self.link.up or self._resyncing:
             self._pending_leaves.append(connection_id)
             return succeed([])
+        return self._leave_all_now(connection_id)
 
+    def _leave_all_now(self, connection_id: str) -> Deferred:
         def later(failure: Failure) -> list[LeaveResult]:
             failure.trap(RedisUnavailable)
             self._pending_leaves.append(connection_id)
@@ -170,44 +185,111 @@ class RedisRoomRegistry:
     def resync(self) -> Deferred:
         """Put this node's members back in Redis, then let the departed leave.
 
-        When Redis kept its state (only this node's link broke), the changes
-        missed meanwhile are told to this node's members as ``left`` and
-        ``joined`` events, and the others hear ``joined`` for members of this
-        node that were swept in between.  When Redis restarted empty, every
-        node puts its own members back and nobody is told anything: nobody
-        left.  The sequence restarts with Redis, so its bookkeeping goes.
+        A member goes back only where the caps and the room still let it in
+        (a long outage got it swept and its seat taken, or a new join beat
+        the restore after Redis restarted empty); otherwise it is out of the
+        room, and it hears ``left`` about itself.  When Redis kept its state
+        (only this node's link broke), the changes missed meanwhile are told
+        to this node's members as ``left`` and ``joined`` events, and the
+        others hear ``joined`` for members of this node that were swept in
+        between.  Connections that went while Redis was away leave; the
+        members of their rooms hear it even when Redis restarted empty and
+        had nothing to remove.  Joins and leaves wait until all this is
+        done, so none sees a room before its members are back.  The sequence
+        restarts with Redis, so its bookkeeping goes.
         """
         before = dict(self._rooms)
         saved = self.epoch
         self._seqs.clear()
+        self._resyncing = True
+        kept = [False]
 
         def restore(epoch: Any) -> Deferred:
-            kept = saved is not None and epoch == saved
+            kept[0] = saved is not None and epoch == saved
             restores = []
             for room in before.values():
                 for member in room.members:
                     if member.node == self.node_id and member.connection_id not in self._pending_leaves:
                         restores.append(
-                            self._join(room.rid, room.kind, member, force=True).addCallback(
-                                self._restored, room.rid, member, kept
+                            self._join(room.rid, room.kind, member, force=False).addCallback(
+                                self._restored, room, member, kept[0]
                             )
                         )
             done = DeferredList(restores, consumeErrors=True)
-            if kept:
+            if kept[0]:
                 done.addCallback(lambda _: self._tell_missed(before))
             return done
 
         result = self.link.command("GET", scripts.PREFIX + "epoch").addCallback(restore)
-        return result.addCallback(lambda _: self._leave_pending())
+        result.addCallback(lambda _: self._leave_pending(before, kept[0]))
+        return result.addBoth(self._resynced)
 
-    def _restored(self, answer: dict[str, Any], rid: str, member: RoomMember, kept: bool) -> None:
+    def _after_resync(self) -> Deferred:
+        waiter: Deferred = Deferred()
+        self._held.append(waiter)
+        return waiter
+
+    def _resynced(self, outcome: Any) -> Any:
+        """Release the held joins and leaves (they fail with 503001 if Redis went again)."""
+        self._resyncing = False
+        held, self._held = self._held, []
+        for waiter in held:
+            waiter.callback(None)
+        return outcome
+
+    def _restored(self, answer: dict[str, Any], before: Room, member: RoomMember, kept: bool) -> None:
+        rid = before.rid
         if answer["r"] == "err":
+            self._shut_out(before, member, kept)
             return
         room = self._apply(rid, answer["seq"], answer["room"])
-        if kept and answer["r"] == "ok" and room is not None:
+        if answer["r"] != "ok" or room is None:
+            return
+        others = tuple(m for m in room.members if m.connection_id != member.connection_id)
+        if kept:
             # Swept while away: the others were told it left; now it is back.
-            others = tuple(m for m in room.members if m.connection_id != member.connection_id)
             self.announcer.joined(rid, room.kind, member, others)
+            return
+        # Redis restarted empty and someone joined before this node was back:
+        # the newcomer was not shown this member, nor this member the newcomer.
+        known = {m.connection_id for m in before.members}
+        newcomers = tuple(m for m in others if m.connection_id not in known)
+        if newcomers:
+            self.announcer.joined(rid, room.kind, member, newcomers)
+            for newcomer in newcomers:
+                self.announcer.joined(rid, room.kind, newcomer, (member,))
+
+    def _shut_out(self, before: Room, member: RoomMember, kept: bool) -> None:
+        """No room for ``member`` any more: it is out, and hears so about itself."""
+        self.log.info("{cid} could not be put back in {rid}: it leaves the room", cid=member.connection_id, rid=before.rid)
+        self._forget_member(before.rid, member.connection_id)
+        targets = (member,) + self._told_of_departure(before, member, kept, frozenset(self._pending_leaves))
+        self._announce_departure(LeaveResult(before.rid, before.kind, member, targets))
+
+    def _told_of_departure(
+        self, before: Room, gone: RoomMember, kept: bool, departing: frozenset[str]
+    ) -> tuple[RoomMember, ...]:
+        """Who must hear that ``gone`` left ``before``, when Redis could not say.
+
+        This node's members always (its link was down: nobody told them);
+        the other nodes' members only if Redis restarted empty (if it kept
+        its state, the sweep that removed ``gone`` told them).
+        """
+        return tuple(
+            m for m in before.members
+            if m.connection_id != gone.connection_id and m.connection_id not in departing
+            and (m.node == self.node_id or not kept)
+        )
+
+    def _forget_member(self, rid: str, connection_id: str) -> None:
+        room = self._rooms.get(rid)
+        if room is None:
+            return
+        members = tuple(m for m in room.members if m.connection_id != connection_id)
+        if any(m.node == self.node_id for m in members):
+            self._rooms[rid] = room._replace(members=members)
+        else:
+            del self._rooms[rid]
 
     def _tell_missed(self, before: dict[str, Room]) -> None:
         """Events this node's members missed while its link was down."""
@@ -225,14 +307,65 @@ class RedisRoomRegistry:
                 if came.node != self.node_id and came.connection_id not in then:
                     self.announcer.joined(rid, new.kind, came, locals_)
 
-    def _leave_pending(self) -> Deferred:
+    def _leave_pending(self, before: dict[str, Room], kept: bool) -> Deferred:
         pending, self._pending_leaves = self._pending_leaves, []
-        for rid, room in list(self._rooms.items()):
-            members = tuple(m for m in room.members if m.connection_id not in pending)
-            if not any(m.node == self.node_id for m in members):
-                del self._rooms[rid]
-        leaves = [self.leave_all(cid).addCallback(self._announce_all) for cid in pending]
+        departing = frozenset(pending)
+        leaves = [
+            self.link.script(scripts.LEAVE_ALL, [], [cid]).addCallback(self._results).addCallbacks(
+                self._departed, self._still_pending, (cid, before, kept, departing), None, (cid,)
+            )
+            for cid in pending
+        ]
         return DeferredList(leaves, consumeErrors=True)
+
+    def _still_pending(self, failure: Failure, cid: str) -> None:
+        failure.trap(RedisUnavailable)
+        self._pending_leaves.append(cid)
+
+    def _departed(
+        self, results: list[LeaveResult], cid: str, before: dict[str, Room], kept: bool, departing: frozenset[str]
+    ) -> None:
+        """Announce a connection that went while Redis was away, in every room
+        it was in, whether Redis still had it there or not."""
+        self._announce_all(results)
+        found = {result.rid for result in results}
+        for rid, room in before.items():
+            gone = next((m for m in room.members if m.connection_id == cid), None)
+            if gone is None:
+                continue
+            self._forget_member(rid, cid)
+            if rid not in found:
+                targets = self._told_of_departure(room, gone, kept, departing)
+                if targets:
+                    self._announce_departure(LeaveResult(rid, room.kind, gone, targets))
+
+    def _announce_departure(self, result: LeaveResult) -> None:
+        """Tell this node's members now, another node's once it listens.
+
+        After Redis restarted empty the other nodes reconnect on their own
+        back-off; a copy published to a node not subscribed yet is lost.
+        """
+        here = tuple(m for m in result.remaining if m.node == self.node_id)
+        if here:
+            self.announcer.left(result._replace(remaining=here))
+        elsewhere: dict[str, list[RoomMember]] = {}
+        for target in result.remaining:
+            if target.node != self.node_id:
+                elsewhere.setdefault(target.node, []).append(target)
+        deadline = self.link.clock.seconds() + self.announce_wait
+        for node, targets in elsewhere.items():
+            told = result._replace(remaining=tuple(targets))
+            self._when_listening(node, deadline).addCallback(lambda _, told=told: self.announcer.left(told))
+
+    def _when_listening(self, node: str, deadline: float) -> Deferred:
+        """Fires once ``node`` is subscribed to its channel (or at ``deadline``)."""
+
+        def check(answer: Any) -> Any:
+            if int(answer[1]) > 0 or self.link.clock.seconds() >= deadline:
+                return None
+            return deferLater(self.link.clock, 0.1, self._when_listening, node, deadline)
+
+        return self.link.command("PUBSUB", "NUMSUB", node_channel(node)).addCallback(check).addErrback(lambda _: None)
 
     def _announce_all(self, results: Iterable[LeaveResult]) -> None:
         self.announcer.left_all(results)

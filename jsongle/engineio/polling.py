@@ -26,7 +26,7 @@ class PollingTransport:
     name = "polling"
     log = Logger()
 
-    __slots__ = ("session", "_queue", "_queued_bytes", "_request", "_closing", "_linger", "_probed")
+    __slots__ = ("session", "_queue", "_queued_bytes", "_request", "_closing", "_close_next", "_linger", "_probed")
 
     def __init__(self) -> None:
         self.session: Optional[EngineSession] = None
@@ -35,6 +35,8 @@ class PollingTransport:
         self._queued_bytes = 0
         self._request: Optional[Request] = None
         self._closing = False
+        #: The CLOSE waits for the response after the one carrying what was queued.
+        self._close_next = False
         self._linger: Optional[IDelayedCall] = None
         self._probed = False
 
@@ -61,7 +63,13 @@ class PollingTransport:
         self.fail(TRANSPORT_ERROR)
 
     def close(self, notify: bool = True) -> None:
-        """Deliver a CLOSE with what is queued, now or on the next GET.
+        """Deliver what is queued, then a CLOSE, now or on the next GETs.
+
+        The CLOSE goes in a response of its own after the queued packets (as
+        engine.io does): socket.io-client handles the messages of a response
+        a tick after its packets are read, and once it has read a CLOSE it
+        drops them, so a 429001 and the DISCONNECT sent with a CLOSE would
+        never be seen.
 
         Without ``notify`` (the client asked to close) a pending GET is only
         released with a NOOP; so is a GET that races the client's close POST
@@ -78,7 +86,10 @@ class PollingTransport:
                 self._queue = [Packet(eio.NOOP)]
                 self._linger_briefly()
             return
-        self._queue.append(Packet(eio.CLOSE))
+        if self._queue:
+            self._close_next = True
+        else:
+            self._queue.append(Packet(eio.CLOSE))
         if self._request is not None:
             self._flush()
         else:
@@ -171,7 +182,12 @@ class PollingTransport:
         assert request is not None
         request.write(eio.encode_payload(queue).encode("utf-8"))
         request.finish()
-        if self._closing:
+        if self._close_next:
+            self._close_next = False
+            self._queue.append(Packet(eio.CLOSE))
+            if self._linger is None:
+                self._linger_briefly()
+        elif self._closing:
             self._forget()
 
     def _request_lost(self, _failure: object, request: Request) -> None:

@@ -7,7 +7,7 @@ answers as from the reference server.
 from __future__ import annotations
 
 import json
-from typing import Iterable, Optional
+from typing import Iterable, Mapping, Optional
 
 from twisted.logger import Logger
 from twisted.web.resource import Resource
@@ -183,10 +183,14 @@ class QuietSite(Site):
 def engineio_site(
     engine: EngineServer,
     paths: Iterable[bytes] = (b"socket.io",),
+    children: Optional[Mapping[bytes, Resource]] = None,
 ) -> Site:
-    """A Site serving Engine.IO under each of ``paths``; 404 elsewhere."""
+    """A Site serving Engine.IO under each of ``paths``, and ``children``
+    (e.g. the demo page) beside it; 404 elsewhere."""
     root = Resource()
     endpoint = EngineIOResource(engine, EngineWebSocketFactory(engine))
     for path in paths:
         root.putChild(path, endpoint)
+    for name, child in (children or {}).items():
+        root.putChild(name, child)
     return QuietSite(root)

@@ -32,8 +32,12 @@ from jsongle.signaling.messages import Messages
 from jsongle.signaling.overlimit import OverLimit
 from jsongle.signaling.ratelimit import FloodGuard, RatePolicy, Verdict
 from jsongle.signaling.request import Context
+from jsongle.signaling.tokens import TokenVerifier
+from jsongle.signaling.turn import IceServers
 
 EVENT_NAME = "jsongle"
+#: A resume whose per-user token names another user than the session's.
+RESUME_OTHER_USER = "token does not match the session"
 
 
 @implementer(ISocketApplication)
@@ -61,10 +65,10 @@ class SignalingApplication:
     # -- ISocketApplication ------------------------------------------------
 
     def connect(self, connection: IConnection, auth: dict[str, Any]) -> None:
-        self.admission.admit(connection.remote, auth)
+        claims = self.admission.admit(connection.remote, auth)
         context = self.context
         now = context.clock.seconds()
-        member = Member(connection, now, FloodGuard(self.rate_policy, now) if self.rate_policy.enabled else None)
+        member = Member(connection, now, FloodGuard(self.rate_policy, now) if self.rate_policy.enabled else None, claims)
         connection.state = member
         self.local.add(connection)
         context.metrics.users_count.inc()
@@ -93,8 +97,16 @@ class SignalingApplication:
 
     def resume(self, connection: IConnection, remote: str, auth: dict[str, Any]) -> None:
         """It comes back: admitted as a connect is (same checks, same refusals),
-        its Member carries on with its identity, rooms and rate budget."""
-        self.admission.admit(remote, auth, returning=True)
+        its Member carries on with its identity, rooms and rate budget.
+
+        With per-user tokens, the token it comes back with must name the same
+        user (a fresh one, later expiry, is how a long call outlives a token);
+        its claims replace the old ones for what comes next."""
+        claims = self.admission.admit(remote, auth, returning=True)
+        member: Member = connection.state
+        if member.claims is not None and (claims is None or claims.sub != member.claims.sub):
+            self.admission.refuse(RESUME_OTHER_USER)
+        member.claims = claims
 
     def disconnect(self, connection: IConnection, reason: str) -> None:
         member: Member = connection.state
@@ -112,12 +124,14 @@ class SignalingApplication:
 def build_application(
     config: Config, clock: IReactorTime, handlers: HandlerSet, metrics: Metrics, messages: Messages,
     local: LocalConnections, delivery: Delivery, rooms: IRoomRegistry, announcer: Announcer, calls: Calls,
+    tokens: Optional[TokenVerifier] = None, ice_servers: Optional[IceServers] = None, self_check: str = "",
 ) -> SignalingApplication:
     """The application and its parts, from the collaborators the service built
-    (the room registry and the bus behind ``delivery`` may be Redis-backed)."""
+    (the room registry and the bus behind ``delivery`` may be Redis-backed;
+    ``tokens`` and ``ice_servers`` come from the JWT and TURN settings)."""
     context = Context(config, clock, metrics, rooms, messages, delivery, announcer, calls)
     application = SignalingApplication(
-        context, local, Admission(config, clock, metrics, local), Greeting(messages),
+        context, local, Admission(config, clock, metrics, local, tokens, self_check), Greeting(messages, ice_servers),
         MessageChecks(context, Dispatcher(handlers, messages, metrics)), OverLimit(messages, local, metrics),
     )
     metrics.watch_rooms(rooms.room_count)

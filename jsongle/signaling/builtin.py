@@ -64,10 +64,18 @@ class HelloHandler:
             request.error(errors.BAD_PARAMETERS, problem)
             return
         member = request.member
+        claims = member.claims
+        if claims is not None and description["uid"] != claims.sub:
+            request.reply(request.messages.ack(request.reply_to, "failed", transaction))
+            request.error(errors.UID_MISMATCH, "uid does not match the token")
+            return
         if not member.registered:
             # Others see the description as the client sent it (an avatar, a
             # profile...), as the Node.js server shows socket.data.
-            member.register(description["uid"], dict(description))
+            identity = dict(description)
+            if claims is not None and claims.name is not None:
+                identity["dn"] = claims.name  # the token's name wins over what the client says
+            member.register(description["uid"], identity)
         request.reply(request.messages.ack(request.reply_to, "success", transaction))
 
 
@@ -81,6 +89,9 @@ class JoinHandler:
 
     def handle(self, request: Any) -> Deferred:
         rid = _room_id(request)
+        claims = request.member.claims
+        if claims is not None and not claims.may_join(rid):
+            raise JsongleError(errors.ROOM_NOT_ALLOWED, f"Not allowed in room {rid}")
         joined = request.rooms.join(rid, self.kind, request.member.ref)
         return joined.addCallback(self._joined, request, rid)
 
@@ -180,7 +191,11 @@ class AcceptHandler(RelayHandler):
         room = request.room
         if room is not None:
             member = request.member
-            parties = [m for m in room.members if m.connection_id != member.connection_id]
+            addressee = request.addressee
+            parties = [
+                m for m in room.members
+                if m.connection_id != member.connection_id and (addressee is None or m.uid == addressee)
+            ]
             request.calls.accepted(room.rid, room.kind, request.jsongle.get("sid"), [member.ref, *parties])
 
 

@@ -2,8 +2,10 @@
 
 1. a JSONgle message at all (400002), its ids well formed (400001);
 2. the sender registered by its hello (403002);
-3. the sender a member of the target room (404002);
-4. in a P2P room, someone to talk to (``unreachable`` or 404003);
+3. the sender a member of the target room (404002); ``to`` may also name one
+   member of a room, ``<rid>/<uid>`` (PROTOCOL §13);
+4. in a P2P room, someone to talk to; for ``<rid>/<uid>``, that member in
+   the room (``unreachable`` or 404003);
 5. a supported action (405001, in :mod:`jsongle.signaling.dispatch`).
 """
 
@@ -17,7 +19,7 @@ from jsongle.signaling import errors
 from jsongle.signaling.dispatch import Dispatcher
 from jsongle.signaling.fields import FieldLimits, message_problem
 from jsongle.signaling.member import Member
-from jsongle.signaling.messages import IQ_RESULT, IQ_SET, MISSING, ROOM, js_string, reply_address
+from jsongle.signaling.messages import IQ_GET, IQ_RESULT, IQ_SET, MISSING, ROOM, js_string, reply_address
 from jsongle.signaling.request import Context, HandlerRequest
 from jsongle.signaling.rooms import Room
 
@@ -84,19 +86,32 @@ class MessageChecks:
             return
         to = message.get("to")
         room: Optional[Room] = None
+        addressee: Optional[str] = None
         if to != context.messages.server_id and not is_hello:
             room = context.rooms.room(to) if to.__class__ is str else None
             # 3. a member of the target room?
             if room is None or not is_member(member.connection_id, room):
-                shown = js_string(message.get("to", MISSING))
-                self._error(member, reply_to, errors.NOT_A_MEMBER, f"Can't call - not in room {shown}")
-                return
+                found = self._member_address(member.connection_id, to) if to.__class__ is str else None
+                if found is None:
+                    shown = js_string(message.get("to", MISSING))
+                    self._error(member, reply_to, errors.NOT_A_MEMBER, f"Can't call - not in room {shown}")
+                    return
+                room, addressee = found
+                # 4. that member in the room?
+                if not any(m.uid == addressee and m.connection_id != member.connection_id for m in room.members):
+                    self._alone(member, reply_to, jsongle, f"{addressee} is not in room {room.rid}")
+                    return
             # 4. anybody to talk to (P2P rooms)?
-            if room.kind == ROOM and len(room.members) < 2:
-                self._alone(member, reply_to, jsongle, to)
+            elif room.kind == ROOM and len(room.members) < 2:
+                self._alone(member, reply_to, jsongle, f"no other member in room {to}")
                 return
-        request = HandlerRequest(context, message, member, room, reply_to, received_at)
+        request = HandlerRequest(context, message, member, room, reply_to, received_at, addressee)
         if action == IQ_SET or action == IQ_RESULT:
+            self._dispatcher.query(request, action)
+            return
+        if action == IQ_GET and self._dispatcher.handlers.query(IQ_GET, jsongle.get("query")) is not None:
+            # A client's iq-get (ice-servers) where a query handler takes it;
+            # any other stays an unsupported action (405001), as before.
             self._dispatcher.query(request, action)
             return
         # 5. a supported action?
@@ -107,7 +122,20 @@ class MessageChecks:
         else:
             dispatcher.run(handler, request)
 
-    def _alone(self, member: Member, reply_to: str, jsongle: dict[str, Any], to: str) -> None:
+    def _member_address(self, connection_id: str, to: str) -> Optional[tuple[Room, str]]:
+        """``<rid>/<uid>``: the room of the sender's named by the longest part of
+        ``to`` before a ``/`` (ids may hold ``/``), and the uid after it."""
+        rooms = self._context.rooms
+        end = len(to)
+        while True:
+            end = to.rfind("/", 0, end)
+            if end <= 0:
+                return None
+            room = rooms.room(to[:end])
+            if room is not None and is_member(connection_id, room) and end + 1 < len(to):
+                return room, to[end + 1:]
+
+    def _alone(self, member: Member, reply_to: str, jsongle: dict[str, Any], why: str) -> None:
         """Check 4 failed: call actions hear ``unreachable``, the others 404003."""
         messages = self._context.messages
         handler = self._dispatcher.handlers.action(jsongle.get("action"))
@@ -115,4 +143,4 @@ class MessageChecks:
             answer = messages.session_info(reply_to, jsongle, "unreachable", {"ended": messages.now()})
             self._context.delivery.local.send_on(member.connection, answer)
         else:
-            self._error(member, reply_to, errors.NO_OTHER_MEMBER, f"Can't transmit message - no other member in room {to}")
+            self._error(member, reply_to, errors.NO_OTHER_MEMBER, f"Can't transmit message - {why}")

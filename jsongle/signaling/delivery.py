@@ -6,7 +6,7 @@ and only its ``to`` differs per recipient.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from jsongle.interfaces import IMessageBus
 from jsongle.jsontext import dumps_bytes
@@ -32,16 +32,25 @@ class Delivery:
         if not self.local.send(member.connection_id, message) and member.node and member.node != self.bus.node_id:
             self.bus.send(member.node, member.connection_id, message)
 
-    def relay(self, room: Room, sender_id: str, sender_uid: str, message: dict[str, Any], received_at: float) -> int:
-        """Copy ``message`` to the other members of ``room``; returns how many.
+    def relay(
+        self, room: Room, sender_id: str, sender_uid: str, message: dict[str, Any], received_at: float,
+        addressee: Optional[str] = None,
+    ) -> int:
+        """Copy ``message`` to the other members of ``room``, or to the
+        connections of member ``addressee`` only; returns how many.
 
-        ``from`` becomes the room id, or ``<rid>/<uid>`` in namespace ``muc``.
+        ``from`` becomes the room id, or ``<rid>/<uid of the sender>`` in
+        namespace ``muc`` and for a message to one member.
         """
-        targets = [target for target in room.members if target.connection_id != sender_id]
+        jsongle = message["jsongle"]
+        if addressee is None:
+            targets = [target for target in room.members if target.connection_id != sender_id]
+            origin = f"{room.rid}/{sender_uid}" if jsongle.get("namespace") == MUC else room.rid
+        else:
+            targets = [target for target in room.members if target.uid == addressee and target.connection_id != sender_id]
+            origin = f"{room.rid}/{sender_uid}"
         if not targets:
             return 0
-        jsongle = message["jsongle"]
-        origin = f"{room.rid}/{sender_uid}" if jsongle.get("namespace") == MUC else room.rid
         self.copies(targets, message, origin)
         count = len(targets)
         metrics = self._metrics

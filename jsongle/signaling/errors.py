@@ -14,6 +14,10 @@ ACTION_NOT_ALLOWED = 405001
 #: Not in JSONgle: the sender is over the rate limit (rateLimitPerSecond).
 TOO_MANY_MESSAGES = 429001
 INTERNAL_ERROR = 500001
+#: The hello's uid is not the sub of the connection's per-user token (PROTOCOL.md §11).
+UID_MISMATCH = 403004
+#: The per-user token's rooms claim does not list the room (PROTOCOL.md §11).
+ROOM_NOT_ALLOWED = 403005
 #: The cluster's Redis is away: joins and leaves cannot be decided now.
 UNAVAILABLE = 503001
 

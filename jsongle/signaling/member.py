@@ -9,15 +9,18 @@ from zope.interface import implementer
 from jsongle.interfaces import IConnection, IMember
 from jsongle.signaling.ratelimit import FloodGuard
 from jsongle.signaling.rooms import RoomMember
+from jsongle.signaling.tokens import Claims
 
 
 @implementer(IMember)
 class Member:
     """Per-connection JSONgle state."""
 
-    __slots__ = ("connection", "connection_id", "uid", "connected_at", "hello_transaction", "flood", "_ref")
+    __slots__ = ("connection", "connection_id", "uid", "connected_at", "hello_transaction", "flood", "claims", "_ref")
 
-    def __init__(self, connection: IConnection, connected_at: float, flood: Optional[FloodGuard]) -> None:
+    def __init__(
+        self, connection: IConnection, connected_at: float, flood: Optional[FloodGuard], claims: Optional[Claims] = None
+    ) -> None:
         self.connection = connection
         self.connection_id: str = connection.id
         self.connected_at = connected_at
@@ -25,6 +28,8 @@ class Member:
         self.hello_transaction: Optional[str] = None
         #: The incoming-message budget (None when rate limits are off).
         self.flood = flood
+        #: What the connection's per-user token says; None without per-user tokens.
+        self.claims = claims
         self._ref: Optional[RoomMember] = None
 
     @property

@@ -44,11 +44,11 @@ class Context:
 class HandlerRequest:
     """One received message, with what its handler may use (IHandlerRequest, and only that)."""
 
-    __slots__ = ("_context", "_received_at", "message", "jsongle", "member", "room", "reply_to")
+    __slots__ = ("_context", "_received_at", "message", "jsongle", "member", "room", "reply_to", "addressee")
 
     def __init__(
         self, context: Context, message: dict[str, Any], member: Member, room: Optional[Room], reply_to: str,
-        received_at: float,
+        received_at: float, addressee: Optional[str] = None,
     ) -> None:
         self._context = context
         #: clock.seconds() when the message arrived (relay latency).
@@ -58,6 +58,8 @@ class HandlerRequest:
         self.member = member
         self.room = room
         self.reply_to = reply_to
+        #: The uid of ``to`` = ``<rid>/<uid>``, or None when sent to the whole room.
+        self.addressee = addressee
 
     rooms = property(lambda self: self._context.rooms)
     config = property(lambda self: self._context.config)
@@ -88,7 +90,7 @@ class HandlerRequest:
         if room is None:
             return 0
         member = self.member
-        return self._context.delivery.relay(room, member.connection_id, member.uid, message, self._received_at)
+        return self._context.delivery.relay(room, member.connection_id, member.uid, message, self._received_at, self.addressee)
 
     def announce_join(self, rid: str, kind: str, member: RoomMember, targets: Iterable[RoomMember]) -> None:
         self._context.announcer.joined(rid, kind, member, targets)

@@ -78,6 +78,8 @@ class Daemon:
         self._ports: dict[str, int] = {}
         self._cond = threading.Condition()
         self._eof = False
+        #: Where this run's lines start in a log file an earlier run may have written.
+        self._log_offset = log_path.stat().st_size if log_path is not None and log_path.is_file() else 0
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -186,10 +188,36 @@ class Daemon:
                 self._cond.wait(remaining)
 
     def wait_for_port(self, service: str, timeout: float = 10.0) -> int:
-        """Port from the ``<service> listening on ...`` line, waiting for it."""
-        self.wait_for_line(rf"\b{re.escape(service)} listening on [\d.]+:\d+", timeout=timeout)
+        """Port from the ``<service> listening on ...`` line, waiting for it.
+
+        The line is info: below ``logDefaultLevel=warn`` it reaches only the
+        log file, where it is looked for too.
+        """
+        deadline = time.monotonic() + timeout
         with self._cond:
+            while service not in self._ports:
+                self._ports_from_log_file()
+                if service in self._ports:
+                    break
+                if self._eof:
+                    raise self._fail(f"daemon exited ({self._proc.poll()}) before {service} was listening")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise self._fail(f"{service} not listening within {timeout}s")
+                self._cond.wait(min(remaining, 0.05))
             return self._ports[service]
+
+    def _ports_from_log_file(self) -> None:
+        if self.log_path is None or not self.log_path.is_file():
+            return
+        try:
+            with open(self.log_path, "rb") as handle:
+                handle.seek(self._log_offset)
+                text = handle.read().decode("utf-8", errors="replace")
+        except OSError:
+            return
+        for match in LISTENING.finditer(text):
+            self._ports.setdefault(match.group(1), int(match.group(2)))
 
     @property
     def ports(self) -> dict[str, int]:

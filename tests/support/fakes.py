@@ -86,7 +86,7 @@ class Parts:
 
     def __init__(
         self, config: Config, clock: Clock, handlers: HandlerSet, server_id: str = "jsongle-server",
-        bus: Optional[Callable[[Calls], IMessageBus]] = None,
+        bus: Optional[Callable[[Calls], IMessageBus]] = None, **identity: Any,
     ) -> None:
         self.clock = clock
         self.metrics = Metrics(CollectorRegistry())
@@ -101,5 +101,5 @@ class Parts:
         )
         self.app: SignalingApplication = build_application(
             config, clock, handlers, self.metrics, self.messages, self.local, self.delivery, self.rooms, self.announcer,
-            self.calls,
+            self.calls, **identity,  # tokens, ice_servers, self_check (per-user tokens and TURN)
         )

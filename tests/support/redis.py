@@ -18,13 +18,15 @@ def free_port() -> int:
 class RedisServer:
     """``redis-server`` on 127.0.0.1; :meth:`stop` and :meth:`start` again keep the port."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
         executable = shutil.which("redis-server")
         if executable is None:
             raise FileNotFoundError("redis-server")
         self.executable = executable
         self.directory = directory
         self.port = port or free_port()
+        #: More command-line settings (TLS, ACL users), appended as given.
+        self.extra_args = extra_args
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -36,7 +38,7 @@ class RedisServer:
         log = open(self.directory / "redis.log", "ab")
         self._proc = subprocess.Popen(
             [self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.directory), "--protected-mode", "no"],
+             "--dir", str(self.directory), "--protected-mode", "no", *self.extra_args],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()

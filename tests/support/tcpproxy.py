@@ -1,137 +1,169 @@
-"""A small TCP proxy on 127.0.0.1 that tests use as "the network".
+"""A TCP proxy a test controls: cut one process's link to a server, then mend it.
 
-Clients connect to :attr:`TcpProxy.port`; each connection is piped to the
-current target port. A test can cut every live connection (a Wi-Fi switch:
-both ends see their TCP connection end), keep the network down for a while
-(new connections are closed at once), and send the next connections to
-another process (a restart behind one address).
+The proxy listens on 127.0.0.1 and copies bytes both ways between each
+accepted connection and the target.  :meth:`TcpProxy.cut` closes every
+connection and the listening socket (new connections are refused, as when a
+network path is gone); :meth:`TcpProxy.mend` listens again on the same port.
+One thread runs everything with ``selectors``; it is stopped by
+:meth:`TcpProxy.stop`.
 """
 
 from __future__ import annotations
 
+import selectors
 import socket
 import threading
 from typing import Optional
 
+from tests.support.redis import free_port
+
 
 class TcpProxy:
-    def __init__(self, target_port: int) -> None:
-        self._target = target_port
+    """127.0.0.1:``port`` -> 127.0.0.1:``target_port``."""
+
+    def __init__(self, target_port: int, port: Optional[int] = None) -> None:
+        self.target_port = target_port
+        self.port = port or free_port()
+        self._selector = selectors.DefaultSelector()
         self._lock = threading.Lock()
-        self._pairs: set[tuple[socket.socket, socket.socket]] = set()
-        #: Server-side sockets left open, silent, by a cut of the client side only.
-        self._held: list[socket.socket] = []
-        self._down = False
-        self._closed = False
-        #: How many connections were piped through, to each target port.
-        self.connections: dict[int, int] = {}
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(128)
-        self.port: int = self._listener.getsockname()[1]
-        self._acceptor = threading.Thread(target=self._accept_loop, daemon=True)
-        self._acceptor.start()
+        self._listener: Optional[socket.socket] = None
+        self._peers: dict[socket.socket, socket.socket] = {}
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._requests: list[str] = []
+        self._done: list[threading.Event] = []
+        self._running = False
+        self._thread = threading.Thread(target=self._run, name="tcpproxy", daemon=True)
+
+    def start(self) -> "TcpProxy":
+        self._running = True
+        self._listen()
+        self._thread.start()
+        return self
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def retarget(self, port: int) -> None:
-        """Send the next connections to ``port`` (live ones stay where they are)."""
+    def connections(self) -> int:
         with self._lock:
-            self._target = port
+            return len(self._peers) // 2
 
-    def cut(self, down: bool = False, client_side_only: bool = False) -> int:
-        """End every live connection at both ends; with ``down``, keep the
-        network down (new connections are closed at once) until :meth:`up`.
-        With ``client_side_only`` the server's ends stay open and silent (it
-        learns of the loss by its ping timeout only). Returns how many
-        connections were cut."""
+    def cut(self) -> None:
+        """Close every proxied connection and stop listening."""
+        self._ask("cut")
+
+    def mend(self) -> None:
+        """Listen again on the same port."""
+        self._ask("mend")
+
+    def stop(self) -> None:
+        if not self._running:
+            return
+        self._ask("stop")
+        self._thread.join(timeout=5)
+        self._wake_r.close()
+        self._wake_w.close()
+        self._selector.close()
+
+    # -- the proxy thread --------------------------------------------------
+
+    def _ask(self, request: str) -> None:
+        """Run ``request`` on the proxy thread and wait until it is done."""
+        done = threading.Event()
         with self._lock:
-            self._down = self._down or down
-            pairs, self._pairs = self._pairs, set()
-            if client_side_only:
-                self._held.extend(upstream for _, upstream in pairs)
-        for client, upstream in pairs:
-            _close(client)
-            if not client_side_only:
-                _close(upstream)
-        return len(pairs)
+            self._requests.append(request)
+            self._done.append(done)
+        self._wake_w.send(b"x")
+        if not done.wait(timeout=5):
+            raise RuntimeError(f"tcp proxy did not {request} within 5s")
 
-    def up(self) -> None:
-        """The network is back: new connections go through again."""
+    def _listen(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        listener.setblocking(False)
+        self._listener = listener
+        self._selector.register(listener, selectors.EVENT_READ, "accept")
+
+    def _close_all(self) -> None:
+        if self._listener is not None:
+            self._selector.unregister(self._listener)
+            self._listener.close()
+            self._listener = None
         with self._lock:
-            self._down = False
+            peers, self._peers = self._peers, {}
+        for sock in peers:
+            self._drop(sock)
 
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-        _close(self._listener)
-        self.cut()
-        with self._lock:
-            held, self._held = self._held, []
-        for sock in held:
-            _close(sock)
-        self._acceptor.join(timeout=5)
-
-    # -- internals -----------------------------------------------------------
-
-    def _accept_loop(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            with self._lock:
-                closed, down, target = self._closed, self._down, self._target
-            if closed or down:
-                _close(client)
-                if closed:
-                    return
-                continue
-            upstream = self._connect(target)
-            if upstream is None:
-                _close(client)
-                continue
-            pair = (client, upstream)
-            with self._lock:
-                self._pairs.add(pair)
-                self.connections[target] = self.connections.get(target, 0) + 1
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink, pair), daemon=True).start()
-
-    @staticmethod
-    def _connect(port: int) -> Optional[socket.socket]:
+    def _drop(self, sock: socket.socket) -> None:
         try:
-            return socket.create_connection(("127.0.0.1", port), timeout=5)
-        except OSError:
-            return None
-
-    def _pump(self, source: socket.socket, sink: socket.socket, pair: tuple[socket.socket, socket.socket]) -> None:
+            self._selector.unregister(sock)
+        except (KeyError, ValueError):
+            pass
         try:
-            source.settimeout(None)  # raises if a cut closed it already
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                sink.sendall(data)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         except OSError:
             pass
-        with self._lock:
-            self._pairs.discard(pair)
-            held = pair[1] in self._held
-        _close(pair[0])
-        if not held:
-            _close(pair[1])
-
-
-def _close(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    try:
         sock.close()
-    except OSError:
-        pass
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        try:
+            client, _ = self._listener.accept()
+        except BlockingIOError:
+            return
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=2)
+        except OSError:
+            client.close()
+            return
+        for sock in (client, upstream):
+            sock.setblocking(False)
+            self._selector.register(sock, selectors.EVENT_READ, "data")
+        with self._lock:
+            self._peers[client] = upstream
+            self._peers[upstream] = client
+
+    def _forward(self, sock: socket.socket) -> None:
+        with self._lock:
+            other = self._peers.get(sock)
+        try:
+            data = sock.recv(65536)
+        except OSError:
+            data = b""
+        if data and other is not None:
+            try:
+                other.setblocking(True)
+                other.sendall(data)
+                other.setblocking(False)
+                return
+            except OSError:
+                pass
+        with self._lock:
+            self._peers.pop(sock, None)
+            if other is not None:
+                self._peers.pop(other, None)
+        self._drop(sock)
+        if other is not None:
+            self._drop(other)
+
+    def _run(self) -> None:
+        while self._running:
+            for key, _ in self._selector.select(timeout=1):
+                if key.data == "wake":
+                    self._wake_r.recv(64)
+                    with self._lock:
+                        requests, self._requests = self._requests, []
+                        done, self._done = self._done, []
+                    for request, event in zip(requests, done):
+                        if request in ("cut", "stop"):
+                            self._close_all()
+                        elif request == "mend" and self._listener is None:
+                            self._listen()
+                        if request == "stop":
+                            self._running = False
+                        event.set()
+                    break  # the registered sockets may have changed
+                if key.data == "accept":
+                    self._accept()
+                else:
+                    self._forward(key.fileobj)  # type: ignore[arg-type]

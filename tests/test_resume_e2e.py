@@ -282,3 +282,25 @@ def test_a_call_across_two_nodes_survives_a_cut_when_the_client_comes_back_to_it
     assert not [m for m in caller.received if m["jsongle"].get("event") == "left"]
     text = callee.send("r1", {"action": "session-text", "namespace": "room", "description": {"text": "back"}})
     assert caller.receive()["id"] == text["id"]
+
+
+def test_a_resume_with_per_user_tokens_needs_a_token_for_the_same_user(daemon_factory, puppet, proxies):
+    from tests.test_tokens_e2e import JWT_CONFIG, token
+
+    daemon = daemon_factory({**FAST_PINGS, **JWT_CONFIG, "resumeWindow": "30s"})
+    network = proxies(daemon.ws_port)
+    puppet.connect("bob", network.url, auth={"appToken": TOKEN, "token": token("bob"), "resume": True},
+                   transports=["websocket"], **RECONNECT)
+    bob = Client(puppet, "bob", puppet.next("bob", "connect")["id"])
+    answer_hello(bob, "bob")
+    pid = puppet.state("bob")["pid"]
+    network.cut(down=True)
+    wait_line(daemon, rf"{re.escape(bob.sid)} lost its transport")
+    # Bob's pid with Mallory's valid token: refused, Bob's session untouched.
+    puppet.connect("mallory", daemon.ws_url, auth={"appToken": TOKEN, "token": token("mallory"), "pid": pid, "offset": "2"},
+                   reconnection=False)
+    assert puppet.next("mallory", "connect_error")["message"] == "token does not match the session"
+    network.up()
+    back = puppet.next("bob", "connect", timeout=15)
+    assert back["recovered"] is True and back["id"] == bob.sid
+    assert metric(daemon, 'jsongle_resumes_total{outcome="refused"}') == 1

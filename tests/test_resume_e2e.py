@@ -97,12 +97,16 @@ def wait_line(daemon: Any, pattern: str, timeout: float = 10.0) -> None:
     daemon.wait_for_line(pattern, timeout=timeout)
 
 
-@pytest.mark.parametrize("transport", ["websocket", "polling"])
+@pytest.mark.parametrize("transport", ["websocket", "polling", "upgrade"])
 def test_a_call_survives_a_network_cut(daemon_factory, puppet, proxies, transport):
     daemon = daemon_factory({**FAST_PINGS, "resumeWindow": "30s"})
     network = proxies(daemon.ws_port)
     caller = join(puppet, daemon.ws_url, "alice", "alice", transports=["websocket"])
-    callee = join(puppet, network.url, "bob", "bob", transports=[transport])
+    # "upgrade": the default client, long-polling then WebSocket, both times.
+    options = {} if transport == "upgrade" else {"transports": [transport]}
+    callee = join(puppet, network.url, "bob", "bob", **options)
+    if transport == "upgrade":
+        puppet.next("bob", "upgrade")
     call(caller, callee, "r1")
     before = puppet.state("bob")
     assert before["pid"] and before["offset"] and before["connected"]

@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from jsongle.engineio.session import FORCED_CLOSE, PING_TIMEOUT, SERVER_SHUTDOWN, TRANSPORT_CLOSE, TRANSPORT_ERROR
+from jsongle.engineio.session import CLIENT_GONE, FORCED_CLOSE, PING_TIMEOUT, SERVER_SHUTDOWN, TRANSPORT_CLOSE, TRANSPORT_ERROR
 from jsongle.interfaces import ConnectRefused, ISessionStore, ISocketApplication
 from jsongle.randompool import RandomPool, SessionIds
 from jsongle.socketio.recovery import (
@@ -293,7 +293,7 @@ def test_the_newest_connection_wins_and_the_old_transport_is_closed_silently():
     assert stack.recovery.away_count() == 0 and len(stack.store) == 1
 
 
-@pytest.mark.parametrize("how", ["client disconnect", "kick", TRANSPORT_ERROR, SERVER_SHUTDOWN])
+@pytest.mark.parametrize("how", ["client disconnect", "kick", TRANSPORT_ERROR, SERVER_SHUTDOWN, CLIENT_GONE])
 def test_what_ends_a_session_at_once(how):
     stack = Stack()
     session, reply, connection = resumable(stack)

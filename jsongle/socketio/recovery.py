@@ -33,9 +33,11 @@ from jsongle.interfaces import ISessionStore
 from jsongle.randompool import SessionIds
 
 #: Losses a session may come back from: the network went away under it
-#: (TCP closed, no pong). Not the client's own DISCONNECT, not a server kick
-#: (forced close, a client that does not read: transport error), not a
-#: parse error, and not this process shutting down (its store goes with it).
+#: (TCP closed, no pong). Not the client's own DISCONNECT, not a page that
+#: closed its WebSocket going away (1001: its pid is gone with the page), not
+#: a server kick (forced close, a client that does not read: transport
+#: error), not a parse error, and not this process shutting down (its store
+#: goes with it).
 RESUMABLE = frozenset({TRANSPORT_CLOSE, PING_TIMEOUT})
 
 WINDOW_PASSED = "resume window passed"

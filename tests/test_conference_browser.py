@@ -5,15 +5,22 @@ each member already there, one peer connection per pair. Three pages reach
 ``peers=2`` with remote video decoded in every tile; one closes and the two
 others drop to ``peers=1``; another joins (three members, ``peers=2``) and
 one more (four members: all reach ``peers=3``). ``jsongle_conference_calls``
-follows the pairs (3, 1, 3, 6, then 0) and ``p2p_count`` stays 0.
+follows the pairs (0, 1, 3, 1, 3, 6, then 0) and ``p2p_count`` stays 0.
 State is read from ``document.body.dataset``, the video elements and getStats.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
+
+from tests.support.browser import why_unavailable
 from tests.test_cluster_e2e import poll
 from tests.test_conference_e2e import call_gauges
 from tests.test_demo_browser import demo_daemon, demo_url  # noqa: F401 (fixture)
@@ -52,15 +59,17 @@ def test_a_mesh_of_demo_pages_follows_members_coming_and_going(demo_daemon, brow
     pages: dict[str, Any] = {}
     closed = []
     try:
-        for count, name in enumerate(("alice", "bob", "carol"), start=1):
+        pages["alice"] = browser.open("alice", demo_url(demo_daemon, room=ROOM, name="alice", auto="1"))
+        pages["alice"].wait_for("document.body.dataset.state === 'joined' && document.body.dataset.members === '1'")
+        gauges_become(demo_daemon, 0)
+        for name, pairs in (("bob", 1), ("carol", 3)):
             pages[name] = browser.open(name, demo_url(demo_daemon, room=ROOM, name=name, auto="1"))
-            pages[name].wait_for(f"document.body.dataset.members === '{count}'")
-            assert call_gauges(demo_daemon)[1] == 0
-        for page in pages.values():
-            in_mesh(page, 2)
+            for page in pages.values():
+                in_mesh(page, len(pages) - 1)
+            gauges_become(demo_daemon, pairs)
         # Each tile is a remote member's, one per member.
-        assert sorted(pages["alice"].evaluate("[...document.querySelectorAll('.tile[data-uid] p')].map(p => p.textContent.split(':')[0])")) == ["bob", "carol"]
-        gauges_become(demo_daemon, 3)
+        labels = "[...document.querySelectorAll('.tile[data-uid] p')].map(p => p.textContent.split(':')[0])"
+        assert sorted(pages["alice"].evaluate(labels)) == ["bob", "carol"]
 
         carol = pages.pop("carol")
         carol.close()
@@ -92,7 +101,7 @@ def test_a_mesh_of_demo_pages_follows_members_coming_and_going(demo_daemon, brow
         origin = urlsplit(demo_daemon.ws_url).netloc
         for page in closed:
             log = page.log()
-            strangers = [url for url in log["requests"] if urlsplit(url).netloc != origin and not url.startswith("data:")]
+            strangers = [u for u in log["requests"] if urlsplit(u).netloc != origin and not u.startswith("data:")]
             assert strangers == [], page.name
             assert log["errors"] == [], (page.name, log["errors"])
     finally:
@@ -132,3 +141,20 @@ def test_members_calling_each_other_at_once_make_one_call_per_pair(demo_daemon, 
     finally:
         for page in pages:
             page.close()
+
+
+def test_the_sizing_script_measures_a_mesh_of_two():
+    # bench/mesh_size.py (the README's sizing figure), its shortest run: N = 2 only.
+    reason = why_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    script = Path(__file__).resolve().parents[1] / "bench" / "mesh_size.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--min", "2", "--max", "2", "--settle", "1", "--window", "2"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    rows = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert [(r["members"], r["ok"], r["streams"]) for r in rows] == [(2, True, 2)], run.stdout
+    assert rows[0]["min_fps"] > 0 and rows[0]["browser_cores"] > 0
+    assert run.stdout.splitlines()[-1] == "every stream decoded up to 2 members"

@@ -1,4 +1,5 @@
-// The jsongle demo page: join a room, see who is there, call (P2P), chat.
+// The jsongle demo page: join a room, see who is there, call (one call in a
+// P2P room, a mesh in a MUC room), chat.
 //
 // Driven by its URL: ?room=<rid>&name=<dn>&token=<appToken>&auto=1&prefix=<multiRoomPrefix>.
 // For tests and monitoring, document.body.dataset keeps `state` (connecting,
@@ -6,9 +7,9 @@
 // `peers` (peer connections in state "connected").
 //
 // Calls are kept per remote member (`calls`, keyed by uid) and addressed with
-// `addressOf(uid)`, so a MUC mesh (one RTCPeerConnection per member, messages
-// to "<rid>/<uid>") fits without changing the call code. MUC rooms are chat
-// only for now.
+// `addressOf(uid)`. In a MUC room that makes a mesh (PROTOCOL.md §14): one
+// RTCPeerConnection per other member, every call message to "<rid>/<uid>",
+// the newcomer calling each member already there.
 "use strict";
 
 (() => {
@@ -29,8 +30,8 @@
   let helloTransaction = null;
   let joinTransaction = null;
   let localStream = null;
+  let localMedia = null; // the one getUserMedia of the page, shared by its calls
   let fatal = false;
-  let incoming = null; // a proposed call waiting for Accept/Decline
 
   // ------------------------------------------------------------------ view
 
@@ -70,7 +71,7 @@
       list.append(item);
     }
     const other = [...room.members.keys()].find((uid) => !calls.has(uid));
-    $("call").disabled = !room.joined || room.muc || !other;
+    $("call").disabled = !room.joined || !other;
     $("hangup").disabled = calls.size === 0;
     $("mute").disabled = $("camera").disabled = !localStream;
     $("text").disabled = $("say").querySelector("button").disabled = !room.joined;
@@ -181,9 +182,8 @@
     room.members = new Map((d.members || []).map((m) => [m.uid, m]));
     note(`joined ${room.rid} with ${room.members.size} other member(s)`);
     render();
-    // The newcomer calls: one call in a P2P room (a mesh in MUC rooms comes later).
-    const first = room.members.keys().next().value;
-    if (auto && !room.muc && first !== undefined) startCall(first);
+    // The newcomer calls: the one other member of a P2P room, each member of a MUC room.
+    if (auto) callOthers();
   }
 
   function roomEvent(j) {
@@ -259,8 +259,13 @@
   const nameOf = (uid) => (room.members.get(uid) || {}).dn || uid;
   const now = () => new Date().toISOString();
 
-  async function media() {
-    if (localStream) return localStream;
+  function media() {
+    // Calls that start together wait for the same camera (and one "you" tile).
+    if (!localMedia) localMedia = openMedia();
+    return localMedia;
+  }
+
+  async function openMedia() {
     try {
       localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
       const tile = addTile("you", true);
@@ -285,6 +290,11 @@
     return tile;
   }
 
+  function callOthers() {
+    const others = [...room.members.keys()].filter((uid) => !calls.has(uid));
+    for (const uid of room.muc ? others : others.slice(0, 1)) startCall(uid);
+  }
+
   async function startCall(uid) {
     if (calls.has(uid)) return;
     const call = newCall(uid, randomId(), true);
@@ -296,6 +306,7 @@
     const pc = new RTCPeerConnection(server.iceServers.length ? { iceServers: server.iceServers } : {});
     call.pc = pc;
     call.tile = addTile(nameOf(call.uid), false);
+    call.tile.dataset.uid = call.uid;
     const stream = await media();
     if (stream) for (const track of stream.getTracks()) pc.addTrack(track, stream);
     else for (const kind of ["audio", "video"]) pc.addTransceiver(kind, { direction: "recvonly" });
@@ -330,7 +341,7 @@
       if (call) return callSend({ ...call, sid: j.sid, initiator: false }, "session-decline", { ended: now(), reason: "busy" });
       call = newCall(uid, j.sid, false);
       setStatus(call, "ringing");
-      return auto ? accept(call) : offerToAccept(call);
+      return auto ? accept(call) : showRinging();
     }
     if (!call || call.sid !== j.sid) {
       if (j.action === "session-info" && j.reason === "unreachable" && call) return endCall(uid, "unreachable");
@@ -372,16 +383,18 @@
   }
 
   function accept(call) {
-    $("incoming").hidden = true;
-    incoming = null;
     setStatus(call, "accepted, connecting…");
     callSend(call, "session-proceed", { proceeded: now() });
+    showRinging();
   }
 
-  function offerToAccept(call) {
-    incoming = call;
-    $("incoming-text").textContent = `${nameOf(call.uid)} is calling`;
-    $("incoming").hidden = false;
+  // Calls proposed to us that wait for Accept/Decline (in a MUC room, maybe several).
+  const ringing = () => [...calls.values()].filter((c) => c.status === "ringing");
+
+  function showRinging() {
+    const names = ringing().map((c) => nameOf(c.uid));
+    $("incoming-text").textContent = `${names.join(" and ")} ${names.length > 1 ? "are" : "is"} calling`;
+    $("incoming").hidden = names.length === 0;
   }
 
   function hangUp(uid, why) {
@@ -398,20 +411,17 @@
     calls.delete(uid);
     if (call.pc) call.pc.close();
     if (call.tile) call.tile.remove();
-    if (incoming === call) $("incoming").hidden = true;
+    showRinging();
     note(`call with ${nameOf(uid)} ended: ${why}`);
     render();
   }
 
   // -------------------------------------------------------------- controls
 
-  $("call").addEventListener("click", () => {
-    const uid = [...room.members.keys()].find((u) => !calls.has(u));
-    if (uid) startCall(uid);
-  });
+  $("call").addEventListener("click", callOthers);
   $("hangup").addEventListener("click", () => [...calls.keys()].forEach((uid) => hangUp(uid, "you hung up")));
-  $("accept").addEventListener("click", () => incoming && accept(incoming));
-  $("decline").addEventListener("click", () => incoming && hangUp(incoming.uid, "you declined"));
+  $("accept").addEventListener("click", () => ringing().forEach(accept));
+  $("decline").addEventListener("click", () => ringing().forEach((c) => hangUp(c.uid, "you declined")));
   $("mute").addEventListener("click", () => {
     const tracks = localStream.getAudioTracks();
     tracks.forEach((t) => (t.enabled = !t.enabled));
@@ -423,6 +433,18 @@
     $("camera").textContent = tracks.some((t) => t.enabled) ? "Camera off" : "Camera on";
   });
   window.addEventListener("pagehide", () => [...calls.keys()].forEach((uid) => hangUp(uid, "page closed")));
+
+  // For tests and monitoring: video frames decoded so far, per remote member (getStats).
+  window.framesDecoded = async () => {
+    const frames = {};
+    for (const [uid, call] of calls) {
+      if (!call.pc) continue;
+      (await call.pc.getStats()).forEach((s) => {
+        if (s.type === "inbound-rtp" && s.kind === "video") frames[uid] = s.framesDecoded || 0;
+      });
+    }
+    return frames;
+  };
 
   $("room").value = room.rid;
   $("name").value = params.get("name") || "";

@@ -123,6 +123,11 @@ class Browser:
     def stderr(self) -> str:
         return "\n".join(self._stderr)
 
+    @property
+    def pid(self) -> int:
+        """The driver's PID; Chromium's processes run below it."""
+        return self._proc.pid
+
     def _wait(self, found: Any, timeout: float) -> Any:
         deadline = time.monotonic() + timeout
         with self._cond:

@@ -153,13 +153,15 @@ def start_node(node_dir: Path, workdir: Path) -> Server:
     return Server("node", f"http://127.0.0.1:{ws}", proc.pid, proc)
 
 
-def run_loadgen(server: Server, row: Row, scale: float) -> dict[str, Any]:
+def run_loadgen(server: Server, row: Row, scale: float, resume: bool = False) -> dict[str, Any]:
     args = list(row.args)
     if scale != 1.0 and row.args[0] == "capacity":
         args[2] = str(max(100, int(int(args[2]) * scale)))
     command = ["node", str(LOADGEN), *args, "--url", server.url, "--token", TOKEN]
     if server.pid:
         command += ["--server-pid", str(server.pid)]
+    if resume:
+        command.append("--resume")
     if row.args[0] != "capacity":
         command += ["--duration", str(max(2, round(8 * scale)))]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
@@ -244,6 +246,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         "--jsongle-setting", action="append", default=[], metavar="KEY=VALUE",
         help="a jsongle config key for the sitting, e.g. rateLimitPerSecond=100000 to measure the rate limit's cost",
     )
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="every client opts in to resume (connection state recovery), to compare its cost with a run without",
+    )
     options = parser.parse_args(argv)
     if options.only != "jsongle" and not options.node_dir and not options.node_url:
         parser.error("give --node-dir or --node-url (or --only jsongle)")
@@ -286,7 +292,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 for name in order:
                     server = starters[name]()
                     try:
-                        result = run_loadgen(server, row, options.scale)
+                        result = run_loadgen(server, row, options.scale, options.resume)
                     finally:
                         server.stop()
                     result.update(server=name, row=row.label, round=round_ + 1)

@@ -35,7 +35,12 @@ const DEFAULTS = {
   "server-pid": 0,
   "allow-remote": false,
   "server-id": "jsongle-server",
+  resume: false,
 };
+
+// --resume: every client opts in to connection state recovery (resume: true
+// in its CONNECT auth), to measure what the offsets and the log cost.
+let RESUME = false;
 
 function usage(message) {
   if (message) process.stderr.write(`loadgen: ${message}\n`);
@@ -44,7 +49,7 @@ function usage(message) {
       "  relay:     --pairs P --window W --payload ice|sdp\n" +
       "  capacity:  --connections C [--concurrency N] [--settle S]\n" +
       "  churn:     --clients P        connchurn: --clients P\n" +
-      "  common:    --duration S --warmup S --timeout S --server-pid PID --allow-remote\n",
+      "  common:    --duration S --warmup S --timeout S --server-pid PID --allow-remote --resume\n",
   );
   process.exit(2);
 }
@@ -419,7 +424,9 @@ class Client {
     } else if (type === 0x32 /* 2 ping */) {
       this.sendText("3");
     } else if (type === 0x30 /* 0 open */) {
-      this.sendText(this.token ? `40${JSON.stringify({ appToken: this.token })}` : "40");
+      const auth = this.token ? { appToken: this.token } : {};
+      if (RESUME) auth.resume = true;
+      this.sendText(Object.keys(auth).length ? `40${JSON.stringify(auth)}` : "40");
     } else if (type === 0x31 /* 1 close */) {
       throw new BenchError("closed by the server");
     }
@@ -770,6 +777,7 @@ const RUNNERS = { relay, capacity, churn, connchurn };
 
 async function main() {
   const { scenario, opts } = parseArgs(process.argv.slice(2));
+  RESUME = opts.resume;
   const target = targetOf(opts.url, opts["allow-remote"]);
   const bound = opts.timeout || opts.warmup + opts.duration + (scenario === "capacity" ? 300 : 60);
   const base = { scenario, url: opts.url, server_pid: opts["server-pid"] || null };

@@ -98,6 +98,12 @@ class AuthEcho:
     def disconnect(self, connection: Connection, reason: str) -> None:
         pass
 
+    def away(self, connection: Connection, reason: str) -> None:
+        pass  # never called: this server is built without connection state recovery
+
+    def resume(self, connection: Connection, remote: str, auth: dict) -> None:
+        pass
+
 
 @implementer(ISocketApplication)
 class MessageEcho(AuthEcho):

@@ -109,6 +109,8 @@ class Config:
     redis_connect_timeout: float = 5.0
     redis_reply_timeout: float = 10.0
     self_check_timeout: float = 5.0
+    resume_window: float = 120.0
+    resume_buffer_bytes: int = 1048576
     demo: bool = False
     # Per-user tokens (JWT); checked against the key file by jsongle.signaling.tokens.
     jwt_secret: str = ""
@@ -533,6 +535,14 @@ KEYS: Mapping[str, KeySpec] = {
     "turnTtl": KeySpec(
         "turn_ttl", _duration,
         "How long TURN credentials stay valid: 1d, 12h or seconds.",
+    ),
+    "resumeWindow": KeySpec(
+        "resume_window", _non_negative_duration,
+        "How long a client that opted in (resume: true) and lost its transport keeps its session and rooms; 0 turns resume off.",
+    ),
+    "resumeBufferBytes": KeySpec(
+        "resume_buffer_bytes", _at_least(1024),
+        "Bytes kept per resumable session for it to catch up; an away session past it ends.",
     ),
 }
 

@@ -4,6 +4,8 @@
   JSONgle.
 * :class:`IConnection`: one client connection as an application sees it;
   the Socket.IO layer provides it, the application never sees a frame.
+* :class:`ISessionStore`: resumable Socket.IO sessions by private id, so a
+  shared store (Redis) can replace the in-memory one.
 * :class:`IQueryHandler` / :class:`IActionHandler`: JSONgle handlers, found
   as Twisted plugins so a third-party package can add one.
 * :class:`IRoomRegistry`: room state, so another backend (Redis) can replace
@@ -77,7 +79,47 @@ class ISocketApplication(Interface):
         """An event arrived; ``ack`` is a callable, or None when none was asked."""
 
     def disconnect(connection, reason):
-        """The connection ended (``reason`` as Socket.IO names it)."""
+        """The connection ended (``reason`` as Socket.IO names it); for a
+        resumable one, also when its resume window passed while it was away."""
+
+    def away(connection, reason):
+        """A resumable connection lost its transport (``reason``): it may come
+        back within its resume window, so it keeps its state and its rooms.
+        What is sent to it meanwhile is kept and delivered when it comes back;
+        :meth:`disconnect` follows if it does not."""
+
+    def resume(connection, remote, auth):
+        """A client asks to take ``connection`` back (it presented its private
+        session id) from address ``remote``, with the ``auth`` of its CONNECT.
+
+        Authenticate it as :meth:`connect` would: raise :class:`ConnectRefused`
+        (or fail the returned Deferred with it) to refuse. Once accepted, the
+        connection carries on with the state it had.
+        """
+
+
+class ISessionStore(Interface):
+    """Resumable Socket.IO sessions by their private id (``pid``), so a client
+    that lost its transport can take its session back.
+
+    The in-memory store serves one process; a shared one (Redis) can replace
+    it so that the client may come back to another process. A session has
+    ``pid`` (unguessable, known only to its client and the server) and
+    ``connection`` (the :class:`IConnection` it carries).
+    """
+
+    def add(session):
+        """Keep a new resumable session under its pid."""
+
+    def get(pid):
+        """The session kept under ``pid``, or None (or a Deferred firing with either)."""
+
+    def remove(session):
+        """Forget ``session`` (it ended or its window passed); a newer
+        session kept under the same pid stays."""
+
+    def __len__():
+        """How many sessions are kept."""
 
 
 class IQueryHandler(Interface):

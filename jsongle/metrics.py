@@ -273,6 +273,20 @@ class Metrics:
                 registry=registry,
             )
         )
+        self.resumes = _Labelled(
+            Counter(
+                "jsongle_resumes",
+                "Connection state recovery: sessions taken back (recovered), away past their window "
+                "(expired), resumes with no session to take (unknown) or not let in (refused)",
+                ["outcome"],
+                registry=registry,
+            )
+        )
+        for outcome in ("recovered", "expired", "unknown", "refused"):
+            self.resumes(outcome)  # every outcome shows, at 0 until it happens
+        self.sessions_away = Gauge(
+            "jsongle_sessions_away", "Resumable sessions whose transport was lost, within their window", registry=registry
+        )
         self.relay_latency = _Histogram(
             "jsongle_relay_latency_seconds",
             "From receiving a message to having handed all its copies to the transports",
@@ -298,6 +312,14 @@ class Metrics:
         ):
             gauge = Gauge(name, text, registry=self.registry)
             gauge.set_function(lambda attribute=attribute: getattr(stats, attribute))
+
+    def resume_outcome(self, outcome: str) -> None:
+        """Count one connection state recovery outcome (``jsongle_resumes_total``)."""
+        self.resumes(outcome).inc()
+
+    def watch_away(self, count: Callable[[], int]) -> None:
+        """Read ``jsongle_sessions_away`` at each scrape."""
+        self.sessions_away.set_function(count)
 
     def watch_sessions(self, count: Callable[[], int]) -> None:
         """Read ``jsongle_engine_sessions`` at each scrape."""

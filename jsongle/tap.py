@@ -40,6 +40,7 @@ from jsongle.signaling.roomrules import RoomCaps
 from jsongle.signaling.rooms import InMemoryRoomRegistry
 from jsongle.signaling.tokens import TokenVerifier, verifier_from_config
 from jsongle.signaling.turn import IceServers, ice_servers_from_config
+from jsongle.socketio.recovery import InMemorySessionStore, Recovery
 from jsongle.socketio.server import SocketIOServer
 from jsongle.startchecks import StartError, check_files, listen_error
 
@@ -144,7 +145,13 @@ class Signaling:
             self.self_check,
         )
         ids = SessionIds(random)
-        self.socketio = SocketIOServer({"/": self.application}, clock, config.connect_timeout / 1000.0, ids, metrics.connect_refused)
+        recovery = Recovery(
+            InMemorySessionStore(), clock, config.resume_window, config.resume_buffer_bytes, ids, metrics.resume_outcome
+        )
+        metrics.watch_away(recovery.away_count)
+        self.socketio = SocketIOServer(
+            {"/": self.application}, clock, config.connect_timeout / 1000.0, ids, metrics.connect_refused, recovery
+        )
         self.engine = EngineServer(
             EngineOptions(
                 config.ping_interval,
@@ -304,6 +311,12 @@ class JsongleService(service.MultiService):
             self.signaling.cluster.startService()
         elif config.reuse_port:
             log.warn("reusePort=true without redisUrl: each process sharing wsPort has its own rooms")
+        if config.reuse_port and config.resume_window > 0:
+            log.warn(
+                "reusePort=true with resumeWindow={window:g}s: a client that reconnects to another process "
+                "starts afresh and its old session waits out the window",
+                window=config.resume_window,
+            )
         if not config.use_https:
             log.info("useHTTPS=false: serving plain HTTP/WebSocket (put TLS in front, e.g. a reverse proxy)")
         super().startService()
@@ -334,7 +347,7 @@ class JsongleService(service.MultiService):
             log.info("SIGHUP: log file reopened")
 
     def stopService(self) -> Any:
-        """Stop listening, DISCONNECT every client, then flush and close the log.
+        """Stop listening, close every client's transport, then flush and close the log.
 
         The Deferred fires once the sessions are gone, or after
         ``shutdown_timeout`` seconds at most.

@@ -24,14 +24,17 @@ def wait_for(predicate, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def test_sigterm_disconnects_clients_and_exits(daemon_factory, puppet):
+def test_sigterm_closes_the_transports_and_exits(daemon_factory, puppet):
+    """Each client's Engine.IO transport is closed, as socket.io's shutdown
+    does: clients see 'transport close' (not 'io server disconnect', which
+    socket.io-client never reconnects after)."""
     daemon = daemon_factory()
     alice = connect(puppet, daemon, "alice", "alice")
     bob = connect(puppet, daemon, "bob", "bob")
     started = time.monotonic()
     daemon.signal(signal.SIGTERM)
     for client in (alice, bob):
-        assert puppet.next(client.name, "disconnect")["reason"] == "io server disconnect"
+        assert puppet.next(client.name, "disconnect")["reason"] == "transport close"
     assert daemon.wait_exit(timeout=10) == SIGTERM_EXIT
     assert time.monotonic() - started < 10
     lines = daemon.log_path.read_text(encoding="utf-8").splitlines()
@@ -39,6 +42,38 @@ def test_sigterm_disconnects_clients_and_exits(daemon_factory, puppet):
     last = json.loads(lines[-1])
     assert last["text"] == "stopped"
     assert any("disconnecting 2 session(s)" in json.loads(line)["text"] for line in lines)
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_client_reconnects_by_itself_to_another_process_after_sigterm(daemon_factory, puppet, resume):
+    """A rolling restart behind one address: a stock client with reconnection
+    on, connected to a process that gets SIGTERM, comes back by itself to the
+    next process and completes a new hello (with resume on too: its pid is
+    unknown there, so it starts afresh)."""
+    from tests.support.switchproxy import SwitchProxy
+    from tests.test_resume_e2e import RECONNECT, answer_hello
+    from tests.test_protocol_e2e import TOKEN, Client
+
+    first = daemon_factory()
+    second = daemon_factory()
+    address = SwitchProxy(first.ws_port)
+    try:
+        auth = {"appToken": TOKEN, "resume": True} if resume else {"appToken": TOKEN}
+        puppet.connect("alice", address.url, auth=auth, **RECONNECT)
+        before = Client(puppet, "alice", puppet.next("alice", "connect")["id"])
+        answer_hello(before, "alice")
+        address.retarget(second.ws_port)  # the next connections reach the second process
+        first.signal(signal.SIGTERM)
+        assert puppet.next("alice", "disconnect")["reason"] == "transport close"
+        assert first.wait_exit(timeout=10) == SIGTERM_EXIT
+        back = puppet.next("alice", "connect", timeout=15)
+        assert back["id"] != before.sid and back["recovered"] is False
+        after = Client(puppet, "alice", back["id"])
+        answer_hello(after, "alice")
+        assert address.connections.get(second.ws_port, 0) >= 1
+        second.wait_for_line(rf"{back['id']} connected from")
+    finally:
+        address.close()
 
 
 def test_sighup_reopens_the_log_file(daemon_factory, puppet):

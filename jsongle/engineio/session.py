@@ -50,6 +50,9 @@ class Listener(Protocol):
 
 # Reasons a session ends, as Engine.IO and Socket.IO name them.
 TRANSPORT_CLOSE = "transport close"
+#: The client closed its WebSocket saying it goes away (1001: a page closed
+#: or left): it will not come back for this session.
+CLIENT_GONE = "transport close (client going away)"
 TRANSPORT_ERROR = "transport error"
 PING_TIMEOUT = "ping timeout"
 PARSE_ERROR = "parse error"

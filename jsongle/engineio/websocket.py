@@ -18,10 +18,12 @@ from jsongle.engineio import packet as eio
 from jsongle.engineio.backpressure import OutgoingBudget, watch_transport
 from jsongle.engineio.packet import Packet
 from jsongle.engineio.server import EngineServer
-from jsongle.engineio.session import PARSE_ERROR, TRANSPORT_CLOSE, TRANSPORT_ERROR, EngineSession
+from jsongle.engineio.session import CLIENT_GONE, PARSE_ERROR, TRANSPORT_CLOSE, TRANSPORT_ERROR, EngineSession
 from jsongle.engineio.wsframes import FastFrameProtocol, Message, WriteBatch, protocol_options
 
 PROBE = "probe"
+#: The close code a browser sends when its page is closed or left.
+GOING_AWAY = 1001
 _MESSAGE = eio.MESSAGE.encode("ascii")
 
 
@@ -103,7 +105,9 @@ class EngineWebSocketProtocol(FastFrameProtocol):
             probing.upgrading = False
         session = self.session
         if session is not None:
-            session.transport_lost(self, TRANSPORT_CLOSE)
+            # A page that was closed or left says so (1001); a network that
+            # went away says nothing: only the latter may resume.
+            session.transport_lost(self, CLIENT_GONE if code == GOING_AWAY else TRANSPORT_CLOSE)
 
     # -- the session's transport interface ---------------------------------
 

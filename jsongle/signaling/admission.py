@@ -38,8 +38,12 @@ class Admission:
         self._self_check = self_check.encode("utf-8")
         self.failed_attempts = FailedAttempts(config.connect_failures_per_ip, config.connect_failure_window)
 
-    def admit(self, remote: str, auth: dict[str, Any]) -> Optional[Claims]:
-        """Let a client in (with what its token says), or raise ConnectRefused with the reason it sees."""
+    def admit(self, remote: str, auth: dict[str, Any], returning: bool = False) -> Optional[Claims]:
+        """Let a client in (with what its token says), or raise ConnectRefused with the reason it sees.
+
+        ``returning``: it takes back a session it lost (a resume); it is
+        checked as a connect is, but it already holds its place (capacity).
+        """
         expected = self._config.app_token
         now = self._clock.seconds()
         # Brute force: once an address used up its failures, its tokens are not even looked at.
@@ -60,7 +64,7 @@ class Admission:
             except TokenRefused as refused:
                 self.failed_attempts.failed(remote, now)
                 self.refuse(refused.reason)
-        if len(self._local) >= self._config.max_concurrent_users:
+        if not returning and len(self._local) >= self._config.max_concurrent_users:
             self.refuse(SERVER_FULL)
         return claims
 

@@ -36,6 +36,8 @@ from jsongle.signaling.tokens import TokenVerifier
 from jsongle.signaling.turn import IceServers
 
 EVENT_NAME = "jsongle"
+#: A resume whose per-user token names another user than the session's.
+RESUME_OTHER_USER = "token does not match the session"
 
 
 @implementer(ISocketApplication)
@@ -87,6 +89,24 @@ class SignalingApplication:
             return
         self._metrics.received_bytes += connection.received_size
         self.checks.receive(member, message)
+
+    def away(self, connection: IConnection, reason: str) -> None:
+        """Its transport was lost but it may resume: it stays in its rooms,
+        registered; what is sent to it waits in the Socket.IO layer."""
+        self.log.info("{sid} lost its transport ({reason}), waiting for it to resume", sid=connection.id, reason=reason)
+
+    def resume(self, connection: IConnection, remote: str, auth: dict[str, Any]) -> None:
+        """It comes back: admitted as a connect is (same checks, same refusals),
+        its Member carries on with its identity, rooms and rate budget.
+
+        With per-user tokens, the token it comes back with must name the same
+        user (a fresh one, later expiry, is how a long call outlives a token);
+        its claims replace the old ones for what comes next."""
+        claims = self.admission.admit(remote, auth, returning=True)
+        member: Member = connection.state
+        if member.claims is not None and (claims is None or claims.sub != member.claims.sub):
+            self.admission.refuse(RESUME_OTHER_USER)
+        member.claims = claims
 
     def disconnect(self, connection: IConnection, reason: str) -> None:
         member: Member = connection.state

@@ -109,13 +109,16 @@ def encode(packet: Packet) -> list[Union[str, bytes]]:
     return [head, *buffers]
 
 
-def encode_json_event(event: str, json_arg: bytes, namespace: str = "/") -> bytes:
+def encode_json_event(event: str, json_arg: bytes, namespace: str = "/", offset: Optional[str] = None) -> bytes:
     """An EVENT with one argument given as UTF-8 JSON, encoded once by the caller.
 
     Lets an application send one encoded body to many clients; the result is
-    the Engine.IO message as UTF-8, ready for the wire.
+    the Engine.IO message as UTF-8, ready for the wire. ``offset`` (ASCII
+    digits, connection state recovery) goes last, as a string argument.
     """
-    return _event_head(event, namespace) + json_arg + b"]"
+    if offset is None:
+        return _event_head(event, namespace) + json_arg + b"]"
+    return _event_head(event, namespace) + json_arg + b',"' + offset.encode("ascii") + b'"]'
 
 
 @lru_cache(maxsize=64)

@@ -20,6 +20,7 @@ from jsongle.interfaces import ConnectRefused, IConnection, ISocketApplication
 from jsongle.randompool import SessionIds
 from jsongle.socketio import packet as sio
 from jsongle.socketio.packet import Packet
+from jsongle.socketio.recovery import RECOVERED, REFUSED, RESUMABLE, UNKNOWN, Item, Recovery, ResumableSession, disabled_recovery
 
 CLIENT_DISCONNECT = "client namespace disconnect"
 SERVER_DISCONNECT = "server namespace disconnect"
@@ -41,7 +42,10 @@ def encoded_size(items: list[Any]) -> int:
 class Connection:
     """One client connected to one namespace: the IConnection an application talks to."""
 
-    __slots__ = ("id", "namespace", "client", "application", "accepted", "state", "received_size", "_event", "_pending", "_acks", "_next_ack")
+    __slots__ = (
+        "id", "namespace", "client", "application", "accepted", "state", "received_size", "resumable",
+        "_event", "_pending", "_acks", "_next_ack",
+    )
 
     def __init__(self, sid: str, namespace: str, client: "SocketIOClient", application: ISocketApplication) -> None:
         #: The Socket.IO socket id (sent in the CONNECT reply).
@@ -57,6 +61,8 @@ class Connection:
         self.state: Any = None
         #: Encoded bytes of the packet being handled (set before ``event``).
         self.received_size = 0
+        #: Its connection state recovery (pid, log), when it opted in.
+        self.resumable: Optional[ResumableSession] = None
         self._pending: Optional[list[list[Any]]] = []
         self._acks: dict[int, Callable[..., None]] = {}
         self._next_ack = 0
@@ -72,6 +78,9 @@ class Connection:
 
     @property
     def transport(self) -> str:
+        resumable = self.resumable
+        if resumable is not None and resumable.away:
+            return "none"
         return self.client.session.transport.name
 
     @property
@@ -99,17 +108,38 @@ class Connection:
         return len(message)
 
     def send(self, message: Any) -> int:
-        """IConnection: one message as the application's event."""
-        return self.emit(self._event, message)
+        """IConnection: one message as the application's event (with its
+        offset last when the connection is resumable)."""
+        resumable = self.resumable
+        if resumable is None:
+            return self.emit(self._event, message)
+        args = [self._event, message, resumable.log.stamp()]
+        try:
+            text = sio.encode_plain(sio.EVENT, self.namespace, args)
+        except TypeError:  # binary attachments
+            items = sio.encode(Packet(sio.EVENT, self.namespace, args))
+            size = encoded_size(items)
+            self.client.server.recovery.logged(resumable, items, size)
+            self._send_items(items)
+            return size
+        self.client.server.recovery.logged(resumable, text, len(text))
+        self._send_text(text)
+        return len(text)
 
     def send_json(self, data: bytes) -> int:
         """IConnection: one message the application encoded to UTF-8 JSON."""
-        message = sio.encode_json_event(self._event, data, self.namespace)
+        resumable = self.resumable
+        if resumable is None:
+            message = sio.encode_json_event(self._event, data, self.namespace)
+        else:
+            message = sio.encode_json_event(self._event, data, self.namespace, resumable.log.stamp())
+            self.client.server.recovery.logged(resumable, message, len(message))
         self._send_text(message)
         return len(message)
 
     def close(self) -> None:
-        """IConnection: a server kick (DISCONNECT, then the session closes)."""
+        """IConnection: a server kick (DISCONNECT, then the session closes);
+        it does not resume."""
         self.disconnect(close=True)
 
     def emit_json(self, event: str, json_arg: bytes) -> int:
@@ -127,6 +157,10 @@ class Connection:
         if self.client.connections.get(self.namespace) is self:
             self._send(Packet(sio.DISCONNECT, self.namespace))
             self.client.detach(self, SERVER_DISCONNECT)
+        elif self.resumable is not None and self.resumable.away and not self.resumable.ended:
+            # Kicked while away: it ends now, as a live one would.
+            self.client.server.recovery.end(self.resumable)
+            self.client.server.call(self.application.disconnect, self, SERVER_DISCONNECT)
         if close:
             self.client.session.close(FORCED_CLOSE)
 
@@ -148,9 +182,25 @@ class Connection:
     def _accept(self) -> None:
         self.accepted = True
         pending, self._pending = self._pending, None
-        self.client.session.send_many(sio.encode(Packet(sio.CONNECT, self.namespace, {"sid": self.id})))
+        reply: dict[str, str] = {"sid": self.id}
+        if self.resumable is not None:
+            reply["pid"] = self.resumable.pid
+            self.client.server.recovery.keep(self.resumable)
+        self.client.session.send_many(sio.encode(Packet(sio.CONNECT, self.namespace, reply)))
         for items in pending or ():
             self._send_items(items)
+
+    def _resume(self, missed: list[Item]) -> None:
+        """Taken back by its (new) client: the CONNECT reply with its pid, then
+        what it missed, in one write."""
+        assert self.resumable is not None
+        messages: list[Any] = sio.encode(Packet(sio.CONNECT, self.namespace, {"sid": self.id, "pid": self.resumable.pid}))
+        for item in missed:
+            if isinstance(item, bytes):
+                messages.append(item.decode("utf-8"))
+            else:
+                messages.extend(item)
+        self.client.session.send_many(messages)
 
     def _ack_callback(self, ack_id: int) -> Callable[..., None]:
         sent = []
@@ -211,9 +261,18 @@ class SocketIOClient:
     def on_close(self, reason: str) -> None:
         self._cancel_connect_timer()
         connections, self.connections = self.connections, {}
+        recovery = self.server.recovery
         for connection in connections.values():
-            if connection.accepted:
-                self.server.call(connection.application.disconnect, connection, reason)
+            if not connection.accepted:
+                continue
+            resumable = connection.resumable
+            if resumable is not None and reason in RESUMABLE:
+                recovery.went_away(resumable, reason)
+                self.server.call(connection.application.away, connection, reason)
+                continue
+            if resumable is not None:
+                recovery.end(resumable)
+            self.server.call(connection.application.disconnect, connection, reason)
 
     # -- packets -----------------------------------------------------------
 
@@ -254,10 +313,85 @@ class SocketIOClient:
         if namespace in self.connections:
             return  # a duplicate CONNECT: ignore it
         self._cancel_connect_timer()
+        auth = auth if auth is not None else {}
         connection = Connection(self.server.ids.new(), namespace, self, application)
         self.connections[namespace] = connection
-        result = maybeDeferred(application.connect, connection, auth if auth is not None else {})
+        recovery = self.server.recovery
+        if recovery.enabled and "pid" in auth:
+            # It comes back for a session: find it first (the store may be remote).
+            found = maybeDeferred(recovery.find, auth.get("pid"), namespace, auth.get("offset"))
+            found.addCallback(self._take_back, connection, auth)
+            found.addErrback(self._refused, connection)
+            return
+        self._start(connection, auth)
+
+    def _start(self, connection: Connection, auth: dict[str, Any]) -> None:
+        """A new connection: its application admits it (or refuses)."""
+        recovery = self.server.recovery
+        if recovery.wanted(auth):
+            connection.resumable = recovery.new_session(connection)
+        result = maybeDeferred(connection.application.connect, connection, auth)
         result.addCallbacks(self._accepted, self._refused, callbackArgs=(connection,), errbackArgs=(connection,))
+
+    # -- connection state recovery -------------------------------------------
+
+    def _still_waiting(self, provisional: Connection) -> bool:
+        return self.connections.get(provisional.namespace) is provisional and not self.session.closed
+
+    def _take_back(self, session: Optional[ResumableSession], provisional: Connection, auth: dict[str, Any]) -> None:
+        """The session a CONNECT asks back: its application authenticates the client again."""
+        if not self._still_waiting(provisional):
+            return
+        if session is None:
+            self._fresh(provisional, auth)
+            return
+        connection = session.connection
+        result = maybeDeferred(connection.application.resume, connection, self.session.remote, auth)
+        result.addCallbacks(
+            self._resumed, self._resume_refused,
+            callbackArgs=(session, provisional, auth), errbackArgs=(provisional,),
+        )
+
+    def _fresh(self, provisional: Connection, auth: dict[str, Any]) -> None:
+        """Nothing to take back (unknown, forged, expired pid, or an offset
+        the log cannot serve): a new session, as for any CONNECT."""
+        recovery = self.server.recovery
+        recovery.outcome(UNKNOWN)
+        self.log.info("{remote}: no session to resume, starting a new one", remote=self.session.remote)
+        self._start(provisional, auth)
+
+    def _resume_refused(self, failure: Failure, provisional: Connection) -> None:
+        if failure.check(ConnectRefused):
+            self.server.recovery.outcome(REFUSED)
+            self.log.info(
+                "{remote}: resume refused ({why})", remote=self.session.remote, why=failure.value.message
+            )
+        self._refused(failure, provisional)
+
+    def _resumed(self, _: object, session: ResumableSession, provisional: Connection, auth: dict[str, Any]) -> None:
+        if not self._still_waiting(provisional):
+            return  # this client went away meanwhile; the session stays as it was
+        recovery = self.server.recovery
+        missed = recovery.missed(session, auth.get("offset"))
+        if session.ended or missed is None:
+            self._fresh(provisional, auth)
+            return
+        connection = session.connection
+        previous = connection.client
+        if previous is not self and previous.connections.get(connection.namespace) is connection:
+            # Still live on an older transport: the newest connection wins,
+            # the older transport is closed without ending the session.
+            del previous.connections[connection.namespace]
+            previous.session.close(FORCED_CLOSE)
+        recovery.back(session)
+        connection.client = self
+        self.connections[connection.namespace] = connection
+        connection._resume(missed)
+        recovery.outcome(RECOVERED)
+        self.log.info(
+            "{sid} resumed from {remote}: {count} missed packet(s) delivered",
+            sid=connection.id, remote=self.session.remote, count=len(missed),
+        )
 
     def _accepted(self, _: object, connection: Connection) -> None:
         if self.connections.get(connection.namespace) is not connection or self.session.closed:
@@ -288,6 +422,8 @@ class SocketIOClient:
         if self.connections.get(connection.namespace) is connection:
             del self.connections[connection.namespace]
             if connection.accepted:
+                if connection.resumable is not None:
+                    self.server.recovery.end(connection.resumable)
                 self.server.call(connection.application.disconnect, connection, reason)
 
     # -- connect timeout ---------------------------------------------------
@@ -319,6 +455,7 @@ class SocketIOServer:
         connect_timeout: float,
         ids: SessionIds,
         on_refused: Callable[[str, str], None],
+        recovery: Optional[Recovery] = None,
     ) -> None:
         self.namespaces = dict(namespaces)
         self.clock = clock
@@ -329,22 +466,23 @@ class SocketIOServer:
         #: connection by itself (an unknown namespace); applications count
         #: their own refusals.
         self.on_refused = on_refused
+        #: Connection state recovery (off unless given one with a window).
+        self.recovery = recovery if recovery is not None else disabled_recovery(ids, clock)
 
     def on_engine_open(self, session: EngineSession) -> None:
         session.listener = SocketIOClient(self, session)
 
     def shutdown(self, sessions: Iterable[EngineSession]) -> None:
-        """Server shutdown: DISCONNECT every namespace connection, then close.
+        """Server shutdown: close every Engine.IO transport, as socket.io does.
 
-        Clients see the reason "io server disconnect" and do not reconnect.
+        No Socket.IO DISCONNECT: clients see "transport close" and reconnect
+        by themselves (to another process behind the same address). The
+        applications are told their connections ended, and so are those of
+        sessions away (the store of this process goes with it).
         """
         for session in sessions:
-            client = session.listener
-            if isinstance(client, SocketIOClient):
-                for connection in list(client.connections.values()):
-                    if connection.accepted:
-                        connection.disconnect()
             session.close(SERVER_SHUTDOWN)
+        self.recovery.shutdown(SERVER_SHUTDOWN)
 
     def refused(self, namespace: str, reason: str) -> None:
         try:

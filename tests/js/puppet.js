@@ -8,11 +8,15 @@
 //   {"op":"close","client":"a"}
 //   {"op":"stop_pong","client":"a"}
 //   {"op":"raw","client":"a","packet":"42[\"x\"]"}   (verbatim Engine.IO frame, see raw())
+//   {"op":"state","client":"a"}                        (answers a "state" line)
+//   {"op":"drop","client":"a"}                         (destroys the engine's TCP socket(s))
 //   {"op":"exit"}
 //
 // Events (stdout):
 //   {"type":"ready","socketioClient":"4.8.1"}                    (once, at start)
-//   {"client":"a","type":"connect","id":...,"transport":"polling"}
+//   {"client":"a","type":"connect","id":...,"transport":"polling","recovered":false}
+//   {"client":"a","type":"state","id":...,"connected":true,"active":true,"recovered":false,
+//    "pid":...,"offset":...}                                     (socket._pid/_lastOffset)
 //   {"client":"a","type":"upgrade","transport":"websocket"}
 //   {"client":"a","type":"event","event":"jsongle","args":[...]}  (+ "serverAck":true
 //                                                                   when the server asked for an ack; it is never answered)
@@ -118,6 +122,7 @@ function connect(cmd) {
       type: "connect",
       id: socket.id,
       transport: engine && engine.transport ? engine.transport.name : null,
+      recovered: socket.recovered === true,
     });
   });
   socket.on("connect_error", (err) => {
@@ -198,6 +203,32 @@ function raw(cmd) {
   }
 }
 
+function state(cmd) {
+  const socket = getClient(cmd).socket;
+  out({
+    client: cmd.client,
+    type: "state",
+    id: socket.id === undefined ? null : socket.id,
+    connected: socket.connected,
+    active: socket.active,
+    recovered: socket.recovered === true,
+    pid: socket._pid === undefined ? null : socket._pid,
+    offset: socket._lastOffset === undefined ? null : socket._lastOffset,
+  });
+}
+
+// The network under the client goes away: its transport's TCP socket is
+// destroyed without a close frame or packet (WebSocket only; cut polling
+// with a proxy in front of the server).
+function drop(cmd) {
+  const engine = getClient(cmd).manager.engine;
+  const transport = engine && engine.transport;
+  const ws = transport && transport.ws;
+  const raw = ws && ws._socket;
+  if (!raw) throw new Error("drop needs an open WebSocket transport");
+  raw.destroy();
+}
+
 let exiting = false;
 function exitAll() {
   if (exiting) return;
@@ -221,6 +252,8 @@ const ops = {
   close,
   stop_pong: stopPong,
   raw,
+  state,
+  drop,
   exit: exitAll,
 };
 

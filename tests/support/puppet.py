@@ -145,6 +145,15 @@ class Puppet:
         """Send *packet* as the payload of an Engine.IO message packet."""
         self._send({"op": "raw", "client": client, "packet": packet})
 
+    def state(self, client: str, timeout: float = 10.0) -> Line:
+        """The socket's state now: id, connected, active, recovered, pid, offset."""
+        self._send({"op": "state", "client": client})
+        return self.next(client, "state", timeout=timeout)
+
+    def drop(self, client: str) -> None:
+        """Destroy the client's WebSocket TCP socket: the network went away."""
+        self._send({"op": "drop", "client": client})
+
     def send_line(self, text: str) -> None:
         """Send an arbitrary line (for testing the puppet's error handling)."""
         assert self._proc.stdin is not None

@@ -1,0 +1,301 @@
+"""Connection state recovery: a client that lost its transport takes its
+session back.
+
+A connection that opted in (``"resume": true`` in its CONNECT auth) gets a
+private session id (``pid``, in the CONNECT reply) and an offset as the last
+argument of every event sent to it. Everything sent is kept in a
+:class:`PacketLog`, by offset, for a while. When the transport is lost (not
+when the client disconnects or is kicked), the session stays away for
+``window`` seconds: what is sent to it is logged, not written. A client that
+comes back with its ``pid`` and the last offset it got, and that its
+application lets in again, gets the same socket id and every packet after
+that offset, then live traffic. When the window passes, or the log of an
+away session outgrows its bound, the application is told that the connection
+ended.
+
+Offsets are decimal counters per session: an offset the log no longer
+reaches (too old) or never gave (too new, not a number) cannot resume, and
+the client gets a fresh session instead.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable, Optional, Union
+
+from twisted.internet.defer import maybeDeferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from jsongle.engineio.session import PING_TIMEOUT, TRANSPORT_CLOSE
+from jsongle.interfaces import ISessionStore
+from jsongle.randompool import SessionIds
+
+#: Losses a session may come back from: the network went away under it
+#: (TCP closed, no pong). Not the client's own DISCONNECT, not a page that
+#: closed its WebSocket going away (1001: its pid is gone with the page), not
+#: a server kick (forced close, a client that does not read: transport
+#: error), not a parse error, and not this process shutting down (its store
+#: goes with it).
+RESUMABLE = frozenset({TRANSPORT_CLOSE, PING_TIMEOUT})
+
+WINDOW_PASSED = "resume window passed"
+BUFFER_FULL = "resume buffer full"
+
+# jsongle_resumes_total outcomes.
+RECOVERED = "recovered"
+EXPIRED = "expired"
+UNKNOWN = "unknown"
+REFUSED = "refused"
+
+#: Encoded Engine.IO messages of one packet: one UTF-8 text, or a list
+#: (text then binary attachments).
+Item = Union[bytes, list[Any]]
+
+_MAX_OFFSET_DIGITS = 15
+
+
+def parse_offset(value: object) -> Optional[int]:
+    """The offset a client sent back, or None when it is not one of ours.
+
+    A client that got no event yet sends none: that is offset 0.
+    """
+    if value is None:
+        return 0
+    if isinstance(value, str) and 0 < len(value) <= _MAX_OFFSET_DIGITS and value.isascii() and value.isdigit():
+        return int(value)
+    return None
+
+
+class PacketLog:
+    """What was sent to one session, by offset, bounded in bytes.
+
+    While the session is live, entries older than the window or past the
+    byte bound are dropped from the front (the client had them long ago);
+    while it is away, nothing is dropped and :attr:`size` tells when the
+    bound is passed.
+    """
+
+    __slots__ = ("_entries", "size", "last")
+
+    def __init__(self) -> None:
+        #: (offset, time sent, item, bytes)
+        self._entries: deque[tuple[int, float, Item, int]] = deque()
+        self.size = 0
+        #: The last offset given.
+        self.last = 0
+
+    def stamp(self) -> str:
+        """The offset of the next packet, as sent on the wire."""
+        self.last += 1
+        return str(self.last)
+
+    def keep(self, item: Item, size: int, now: float) -> None:
+        """Log the packet of the last :meth:`stamp`."""
+        self._entries.append((self.last, now, item, size))
+        self.size += size
+
+    def trim(self, oldest: float, limit: int) -> None:
+        """Drop entries sent before ``oldest``, and from the front until ``limit`` bytes are left."""
+        entries = self._entries
+        while entries and (entries[0][1] < oldest or self.size > limit):
+            self.size -= entries.popleft()[3]
+
+    def after(self, offset: int) -> Optional[list[Item]]:
+        """Every packet after ``offset``, in order; None when the log cannot
+        tell (``offset`` never given, or packets after it already dropped)."""
+        if offset > self.last:
+            return None
+        entries = self._entries
+        first = entries[0][0] if entries else self.last + 1
+        if offset + 1 < first:
+            return None
+        return [item for number, _, item, _ in entries if number > offset]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class ResumableSession:
+    """One connection that may come back: its pid, its log, its away timer."""
+
+    __slots__ = ("pid", "connection", "log", "away_reason", "timer", "ended")
+
+    def __init__(self, pid: str, connection: Any) -> None:
+        self.pid = pid
+        self.connection = connection
+        self.log = PacketLog()
+        #: Why its transport was lost, while it is away; None while live.
+        self.away_reason: Optional[str] = None
+        self.timer: Optional[IDelayedCall] = None
+        #: Set once it ended for good (disconnect, kick, window passed).
+        self.ended = False
+
+    @property
+    def away(self) -> bool:
+        return self.away_reason is not None
+
+
+@implementer(ISessionStore)
+class InMemorySessionStore:
+    """Resumable sessions of this process, by pid."""
+
+    __slots__ = ("_sessions",)
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, ResumableSession] = {}
+
+    def add(self, session: ResumableSession) -> None:
+        self._sessions[session.pid] = session
+
+    def get(self, pid: str) -> Optional[ResumableSession]:
+        return self._sessions.get(pid)
+
+    def remove(self, session: ResumableSession) -> None:
+        if self._sessions.get(session.pid) is session:
+            del self._sessions[session.pid]
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+
+class Recovery:
+    """Decides and carries out what happens to resumable sessions.
+
+    ``window`` (seconds, 0 turns recovery off) is how long an away session
+    waits; ``buffer_bytes`` bounds each session's log; ``on_outcome`` counts
+    each outcome (``recovered``, ``expired``, ``unknown``, ``refused``).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        store: ISessionStore,
+        clock: IReactorTime,
+        window: float,
+        buffer_bytes: int,
+        ids: SessionIds,
+        on_outcome: Callable[[str], None],
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.window = window
+        self.buffer_bytes = buffer_bytes
+        self.ids = ids
+        self.on_outcome = on_outcome
+        #: Sessions away now (their count is the jsongle_sessions_away gauge).
+        self._away: set[ResumableSession] = set()
+
+    def away_count(self) -> int:
+        return len(self._away)
+
+    @property
+    def enabled(self) -> bool:
+        return self.window > 0
+
+    def wanted(self, auth: dict[str, Any]) -> bool:
+        """Does this CONNECT opt in (``"resume": true``) on a server that allows it?"""
+        return self.window > 0 and auth.get("resume") is True
+
+    def new_session(self, connection: Any) -> ResumableSession:
+        """A session for a connection being accepted (kept once accepted: :meth:`keep`)."""
+        return ResumableSession(self.ids.new(), connection)
+
+    def keep(self, session: ResumableSession) -> None:
+        self.store.add(session)
+
+    def logged(self, session: ResumableSession, item: Item, size: int) -> None:
+        """Log the packet just stamped; an away session past its bound ends."""
+        log = session.log
+        now = self.clock.seconds()
+        log.keep(item, size, now)
+        if session.away_reason is None:
+            log.trim(now - self.window, self.buffer_bytes)
+        elif log.size > self.buffer_bytes >= log.size - size and not session.ended:
+            # Past its bound: it ends, once the send under way has returned.
+            self.clock.callLater(0, self._expire, session, BUFFER_FULL)
+
+    # -- away and back -------------------------------------------------------
+
+    def went_away(self, session: ResumableSession, reason: str) -> None:
+        """Its transport was lost: wait ``window`` seconds for it."""
+        if session.ended or session.away_reason is not None:
+            return
+        session.away_reason = reason
+        self._away.add(session)
+        session.timer = self.clock.callLater(self.window, self._expire, session, WINDOW_PASSED)
+        self.log.info(
+            "{sid} away ({reason}): resumable for {window:g}s", sid=session.connection.id, reason=reason, window=self.window
+        )
+
+    def find(self, pid: str, namespace: str, offset: object) -> Any:
+        """The session a CONNECT with ``pid`` may take back (or a Deferred firing with it), or None."""
+        if not isinstance(pid, str) or parse_offset(offset) is None:
+            return None
+        found = maybeDeferred(self.store.get, pid)
+        return found.addCallback(self._usable, namespace, offset)
+
+    def _usable(self, session: Optional[ResumableSession], namespace: str, offset: object) -> Optional[ResumableSession]:
+        if session is None or session.ended or session.connection.namespace != namespace:
+            return None
+        if self.missed(session, offset) is None:
+            return None
+        return session
+
+    def missed(self, session: ResumableSession, offset: object) -> Optional[list[Item]]:
+        """What the client missed after ``offset``, or None when that cannot be told."""
+        number = parse_offset(offset)
+        return None if number is None else session.log.after(number)
+
+    def back(self, session: ResumableSession) -> None:
+        """It was taken back: no longer away."""
+        timer, session.timer = session.timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        if session.away_reason is not None:
+            session.away_reason = None
+            self._away.discard(session)
+
+    def outcome(self, outcome: str) -> None:
+        try:
+            self.on_outcome(outcome)
+        except Exception:
+            self.log.failure("counting a resume outcome failed")
+
+    # -- the end -------------------------------------------------------------
+
+    def end(self, session: ResumableSession) -> None:
+        """It ended for good (disconnect, kick): forget it now."""
+        if session.ended:
+            return
+        self.back(session)
+        session.ended = True
+        self.store.remove(session)
+
+    def shutdown(self, reason: str) -> None:
+        """This process stops: the sessions away end now (their rooms are told)."""
+        for session in list(self._away):
+            self._finish(session, reason)
+
+    def _expire(self, session: ResumableSession, why: str) -> None:
+        if session.ended or session.away_reason is None:
+            return
+        session.timer = None
+        self.outcome(EXPIRED)
+        self._finish(session, why)
+
+    def _finish(self, session: ResumableSession, why: str) -> None:
+        self.end(session)
+        connection = session.connection
+        self.log.info("{sid} not resumed ({why}): it leaves its rooms", sid=connection.id, why=why)
+        try:
+            connection.application.disconnect(connection, why)
+        except Exception:
+            self.log.failure("application disconnect failed")
+
+
+def disabled_recovery(ids: SessionIds, clock: IReactorTime) -> Recovery:
+    """Recovery turned off (no connection may opt in)."""
+    return Recovery(InMemorySessionStore(), clock, 0.0, 0, ids, lambda outcome: None)

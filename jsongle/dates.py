@@ -34,7 +34,9 @@ class IsoDates:
         self._last_seconds: Optional[float] = None
         self._last_text = ""
 
-    def __call__(self, seconds: float) -> str:
+    def text(self, seconds: float) -> str:
+        """The date text of ``seconds`` (pass this bound method where a
+        ``date(seconds)`` callable is wanted: cheaper than calling the object)."""
         if seconds == self._last_seconds:
             return self._last_text
         millis = round(seconds * 1_000_000) // 1000

@@ -126,7 +126,7 @@ class Signaling:
         self.tokens = tokens
         self.self_check = random.take(32).hex() if tokens is not None else ""
         self.dates = IsoDates()
-        messages = Messages(config.server_id, RandomIds(random), self.dates, clock)
+        messages = Messages(config.server_id, RandomIds(random), self.dates.text, clock)
         self.local = local = LocalConnections(metrics)
         caps = RoomCaps(config.max_members_per_room, config.max_members_per_multi_room, config.max_multi_room_per_user)
         #: The cluster node service when redisUrl is set, else None.

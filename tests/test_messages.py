@@ -32,7 +32,7 @@ def test_iso_date_agrees_with_datetime(seconds):
     assert iso_date(seconds) == reference_date(seconds)
 
 
-_dates = IsoDates()
+_dates = IsoDates().text
 
 
 @given(st.lists(st.floats(min_value=0, max_value=4e9, allow_nan=False), min_size=1, max_size=40))

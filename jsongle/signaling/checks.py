@@ -46,81 +46,82 @@ class MessageChecks:
         config = context.config
         self._limits = FieldLimits(config.max_id_length, config.max_display_name_length)
 
-    def receive(self, member: Member, message: Any) -> None:
-        """Check and dispatch one message; an unexpected failure is answered 500001."""
-        try:
-            self._receive(member, message)
-        except Exception:
-            self.log.failure("handling a message from {sid} failed", sid=member.connection_id)
-            self._error(member, reply_address(message, member.connection_id), errors.INTERNAL_ERROR, "internal error")
+    def _failed(self, member: Member, message: Any) -> None:
+        """An unexpected failure: logged, and the sender is answered 500001."""
+        self.log.failure("handling a message from {sid} failed", sid=member.connection_id)
+        self._error(member, reply_address(message, member.connection_id), errors.INTERNAL_ERROR, "internal error")
 
     def _error(self, member: Member, reply_to: str, code: int, details: str) -> None:
         context = self._context
         context.delivery.local.send_on(member.connection, context.messages.session_error(reply_to, code, details))
 
-    def _receive(self, member: Member, message: Any) -> None:
-        context = self._context
-        received_at = context.clock.seconds()
-        reply_to = member.connection_id
-        # 1. a JSONgle message at all?
-        if message.__class__ is not dict:
-            self._error(member, reply_to, errors.NO_JSONGLE_DATA, "Missing property 'jsongle' in message")
-            return
-        sender = message.get("from")
-        if sender.__class__ is str:
-            reply_to = sender  # echoed, never used for routing (reply_address)
-        if message.get("jsongle").__class__ is not dict:
-            self._error(member, reply_to, errors.NO_JSONGLE_DATA, "Missing property 'jsongle' in message")
-            return
-        # 1b. ids of the right type and length (never trusted further down)?
-        problem = message_problem(message, self._limits)
-        if problem is not None:
-            self._error(member, reply_to, errors.BAD_PARAMETERS, problem)
-            return
-        jsongle = message["jsongle"]
-        action = jsongle.get("action")
-        is_hello = action == IQ_RESULT and jsongle.get("query") == "session-hello"
-        # 2. registered (hello done)?
-        if not member.registered and not is_hello:
-            self._error(member, reply_to, errors.NOT_REGISTERED, NOT_REGISTERED_DETAILS)
-            return
-        to = message.get("to")
-        room: Optional[Room] = None
-        addressee: Optional[str] = None
-        if to != context.messages.server_id and not is_hello:
-            room = context.rooms.room(to) if to.__class__ is str else None
-            # 3. a member of the target room?
-            if room is None or not is_member(member.connection_id, room):
-                found = self._member_address(member.connection_id, to) if to.__class__ is str else None
-                if found is None:
-                    shown = js_string(message.get("to", MISSING))
-                    self._error(member, reply_to, errors.NOT_A_MEMBER, f"Can't call - not in room {shown}")
-                    return
-                room, addressee = found
-                # 4. that member in the room?
-                if not any(m.uid == addressee and m.connection_id != member.connection_id for m in room.members):
-                    self._alone(member, reply_to, jsongle, f"{addressee} is not in room {room.rid}")
-                    return
-            # 4. anybody to talk to (P2P rooms)?
-            elif room.kind == ROOM and len(room.members) < 2:
-                self._alone(member, reply_to, jsongle, f"no other member in room {to}")
+    def receive(self, member: Member, message: Any) -> None:
+        """Check and dispatch one message; an unexpected failure is answered 500001."""
+        try:
+            context = self._context
+            received_at = context.clock.seconds()
+            reply_to = member.connection_id
+            # 1. a JSONgle message at all?
+            if message.__class__ is not dict:
+                self._error(member, reply_to, errors.NO_JSONGLE_DATA, "Missing property 'jsongle' in message")
                 return
-        request = HandlerRequest(context, message, member, room, reply_to, received_at, addressee)
-        if action == IQ_SET or action == IQ_RESULT:
-            self._dispatcher.query(request, action)
-            return
-        if action == IQ_GET and self._dispatcher.handlers.query(IQ_GET, jsongle.get("query")) is not None:
-            # A client's iq-get (ice-servers) where a query handler takes it;
-            # any other stays an unsupported action (405001), as before.
-            self._dispatcher.query(request, action)
-            return
-        # 5. a supported action?
-        dispatcher = self._dispatcher
-        handler = dispatcher.handlers.action(action)
-        if handler is None:
-            dispatcher.unsupported(request)
-        else:
-            dispatcher.run(handler, request)
+            sender = message.get("from")
+            if sender.__class__ is str:
+                reply_to = sender  # echoed, never used for routing (reply_address)
+            if message.get("jsongle").__class__ is not dict:
+                self._error(member, reply_to, errors.NO_JSONGLE_DATA, "Missing property 'jsongle' in message")
+                return
+            # 1b. ids of the right type and length (never trusted further down)?
+            problem = message_problem(message, self._limits)
+            if problem is not None:
+                self._error(member, reply_to, errors.BAD_PARAMETERS, problem)
+                return
+            jsongle = message["jsongle"]
+            action = jsongle.get("action")
+            is_hello = action == IQ_RESULT and jsongle.get("query") == "session-hello"
+            # 2. registered (hello done)?
+            if not member.registered and not is_hello:
+                self._error(member, reply_to, errors.NOT_REGISTERED, NOT_REGISTERED_DETAILS)
+                return
+            to = message.get("to")
+            room: Optional[Room] = None
+            addressee: Optional[str] = None
+            if to != context.messages.server_id and not is_hello:
+                room = context.rooms.room(to) if to.__class__ is str else None
+                # 3. a member of the target room?
+                if room is None or not is_member(member.connection_id, room):
+                    found = self._member_address(member.connection_id, to) if to.__class__ is str else None
+                    if found is None:
+                        shown = js_string(message.get("to", MISSING))
+                        self._error(member, reply_to, errors.NOT_A_MEMBER, f"Can't call - not in room {shown}")
+                        return
+                    room, addressee = found
+                    # 4. that member in the room?
+                    if not any(m.uid == addressee and m.connection_id != member.connection_id for m in room.members):
+                        self._alone(member, reply_to, jsongle, f"{addressee} is not in room {room.rid}")
+                        return
+                # 4. anybody to talk to (P2P rooms)?
+                elif room.kind == ROOM and len(room.members) < 2:
+                    self._alone(member, reply_to, jsongle, f"no other member in room {to}")
+                    return
+            request = HandlerRequest(context, message, member, room, reply_to, received_at, addressee)
+            if action == IQ_SET or action == IQ_RESULT:
+                self._dispatcher.query(request, action)
+                return
+            if action == IQ_GET and self._dispatcher.handlers.query(IQ_GET, jsongle.get("query")) is not None:
+                # A client's iq-get (ice-servers) where a query handler takes it;
+                # any other stays an unsupported action (405001), as before.
+                self._dispatcher.query(request, action)
+                return
+            # 5. a supported action?
+            dispatcher = self._dispatcher
+            handler = dispatcher.handlers.action(action)
+            if handler is None:
+                dispatcher.unsupported(request)
+            else:
+                dispatcher.run(handler, request)
+        except Exception:
+            self._failed(member, message)
 
     def _member_address(self, connection_id: str, to: str) -> Optional[tuple[Room, str]]:
         """``<rid>/<uid>``: the room of the sender's named by the longest part of

@@ -6,7 +6,7 @@ and only its ``to`` differs per recipient.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from jsongle.interfaces import IMessageBus
 from jsongle.jsontext import dumps_bytes
@@ -51,35 +51,26 @@ class Delivery:
             origin = f"{room.rid}/{sender_uid}"
         if not targets:
             return 0
-        self.copies(targets, message, origin)
-        count = len(targets)
-        metrics = self._metrics
-        metrics.relay_latency.observe(self._clock.seconds() - received_at)
-        action = jsongle.get("action")
-        metrics.relayed.add(action if action.__class__ is str else "", count)
-        return count
-
-    def copies(self, targets: Sequence[RoomMember], message: dict[str, Any], origin: str) -> None:
-        """A copy of ``message`` to each target, ``from`` = origin, ``to`` = the target.
-
-        The copies differ only in ``to``, so for the members connected here
-        the rest is encoded once.
-        """
+        # The copies differ only in 'to': for the members connected here the
+        # rest is encoded once, after a prefix made when each connected.
         copy = dict(message)
         copy.pop("to", None)
         copy["from"] = origin
+        metrics = self._metrics
         try:
             rest = dumps_bytes(copy)[1:]
         except TypeError:  # binary attachments: each connection encodes its copy
-            for target in targets:
-                self.send_to(target, dict(copy, to=target.connection_id))
-            return
-        metrics = self._metrics
+            rest = None
         addressed = self.local.addressed
         for target in targets:
-            here = addressed(target.connection_id)
+            here = addressed(target.connection_id) if rest is not None else None
             if here is not None:
                 connection, prefix = here
                 metrics.sent_bytes += connection.send_json(prefix + rest)
             else:
                 self.send_to(target, dict(copy, to=target.connection_id))
+        count = len(targets)
+        metrics.relay_latency.observe(self._clock.seconds() - received_at)
+        action = jsongle.get("action")
+        metrics.relayed.add(action if action.__class__ is str else "", count)
+        return count

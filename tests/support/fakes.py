@@ -90,7 +90,7 @@ class Parts:
     ) -> None:
         self.clock = clock
         self.metrics = Metrics(CollectorRegistry())
-        self.messages = Messages(server_id, RandomIds(RandomPool()), IsoDates(), clock)
+        self.messages = Messages(server_id, RandomIds(RandomPool()), IsoDates().text, clock)
         self.local = LocalConnections(self.metrics)
         self.calls = Calls(self.metrics, self.local)
         self.bus = bus(self.calls) if bus is not None else LocalBus()

@@ -21,6 +21,8 @@ from typing import Iterator, Union
 import pytest
 import websocket
 
+from tests.support import processes
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO_ROOT / "examples" / "protocol_echo.py"
 LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
@@ -41,12 +43,7 @@ def port() -> Iterator[int]:
     try:
         yield _read_port(proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        processes.stop(proc)
         if proc.stdout is not None:
             proc.stdout.close()
 

@@ -36,6 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from tests.support.browser_parity import StaticSite, chromium_missing, run_pages  # noqa: E402
+from tests.support import processes  # noqa: E402
 
 NODE_MODULES = REPO_ROOT / "tests" / "js" / "node_modules"
 ECHO = REPO_ROOT / "examples" / "protocol_echo.py"
@@ -125,12 +126,7 @@ class EchoServer:
         raise SystemExit("examples/protocol_echo.py did not start")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        processes.stop(self.proc)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 

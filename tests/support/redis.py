@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.support import processes
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -57,13 +59,8 @@ class RedisServer:
 
     def stop(self) -> None:
         """SIGTERM (no persistence: the data is gone), then wait for the exit."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        if self._proc is not None:
+            processes.stop(self._proc)
         self._proc = None
 
     def log(self) -> str:

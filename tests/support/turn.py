@@ -19,6 +19,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.support import processes
+
 MAGIC_COOKIE = 0x2112A442
 BINDING_REQUEST = 0x0001
 BINDING_SUCCESS = 0x0101
@@ -205,13 +207,8 @@ class TurnServer:
 
     def stop(self) -> None:
         """SIGTERM to the PID we started, then SIGKILL if it lingers."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        if self._proc is not None:
+            processes.stop(self._proc)
         self._proc = None
 
     def log(self) -> str:

@@ -4,8 +4,9 @@
   JSONgle.
 * :class:`IConnection`: one client connection as an application sees it;
   the Socket.IO layer provides it, the application never sees a frame.
-* :class:`ISessionStore`: resumable Socket.IO sessions by private id, so a
-  shared store (Redis) can replace the in-memory one.
+* :class:`ISessionStore`: the resumable Socket.IO sessions this process holds,
+  by private id; :class:`ISessionPark`: where one waits for its client to
+  come back to another process of a cluster (Redis).
 * :class:`IQueryHandler` / :class:`IActionHandler`: JSONgle handlers, found
   as Twisted plugins so a third-party package can add one.
 * :class:`IRoomRegistry`: room state, so another backend (Redis) can replace
@@ -15,6 +16,8 @@
 """
 
 from __future__ import annotations
+
+from typing import Any, NamedTuple
 
 from zope.interface import Attribute, Interface
 
@@ -98,6 +101,31 @@ class ISocketApplication(Interface):
         """
 
 
+    def export(connection):
+        """The state of a resumable ``connection`` as JSON-able data, for
+        another process to carry it on (:meth:`adopt`)."""
+
+    def admit_resume(state, remote, auth):
+        """A client asks to take over, on this process, a session exported
+        elsewhere with ``state``: authenticate it as :meth:`resume` would
+        (raise :class:`ConnectRefused` to refuse). Returns what :meth:`adopt`
+        needs besides the state."""
+
+    def adopt(connection, state, admitted):
+        """``connection`` (same id as the session it takes over) carries on
+        here with the exported ``state``: registered, in its rooms, as if it
+        had always been here; ``admitted`` is what :meth:`admit_resume` returned."""
+
+    def handed_off(connection):
+        """``connection``'s session went to another process (its rooms still
+        list it): it is no longer this process's user; what is still sent
+        to it here is forwarded (:meth:`IConnection.send` does it) until
+        :meth:`forget`."""
+
+    def forget(connection):
+        """Stop forwarding to a connection handed off a while ago."""
+
+
 class ISessionStore(Interface):
     """Resumable Socket.IO sessions by their private id (``pid``), so a client
     that lost its transport can take its session back.
@@ -120,6 +148,56 @@ class ISessionStore(Interface):
 
     def __len__():
         """How many sessions are kept."""
+
+    def __iter__():
+        """The sessions kept, in no order."""
+
+
+class ParkedSession(NamedTuple):
+    """A resumable session as another process takes it over."""
+
+    pid: str
+    sid: str
+    namespace: str
+    #: What the application exported (JSON-able).
+    state: Any
+    #: Offsets of the first and last packet kept (first = last + 1: none kept).
+    first: int
+    last: int
+
+
+class ISessionPark(Interface):
+    """Where a resumable session waits when its client may come back to
+    another process of a cluster, and how that process takes it over."""
+
+    available = Attribute("Whether sessions can be parked and found now.")
+
+    def serve(holder):
+        """``holder(pid, asker, remote, auth)`` is called when a client of
+        another process presents session ``pid``: it parks it (returning True)
+        if it is held here and admits the client (else raises ConnectRefused)."""
+
+    def park(session, items, asker):
+        """Park a :class:`ParkedSession` with its packets ``items`` (encoded,
+        offsets ``first``..``last``); ``asker`` is the process that asked, or
+        ''. The Deferred fires once messages sent here before are kept."""
+
+    def append(pid, sid, head, body):
+        """Keep a message (the packet's ``head``, then the message's JSON
+        ``body``) for a parked session under its next offset, or forward it
+        to the process that took it over."""
+
+    def peek(pid):
+        """Deferred: ``{"sid", "ns", "state"}`` of parked session ``pid``, or None."""
+
+    def ask(pid, remote, auth):
+        """Deferred: asks the other processes to park ``pid`` for a client at
+        ``remote`` with ``auth``; True once parked, False if none holds it;
+        fails with ConnectRefused when the holder refused the client."""
+
+    def claim(pid, offset, namespace):
+        """Deferred: take parked session ``pid`` over from ``offset``: fires
+        with ``{"sid", "state", "last", "missed"}``, or None when it cannot."""
 
 
 class IQueryHandler(Interface):

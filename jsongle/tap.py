@@ -146,7 +146,8 @@ class Signaling:
         )
         ids = SessionIds(random)
         recovery = Recovery(
-            InMemorySessionStore(), clock, config.resume_window, config.resume_buffer_bytes, ids, metrics.resume_outcome
+            InMemorySessionStore(), clock, config.resume_window, config.resume_buffer_bytes, ids, metrics.resume_outcome,
+            self.cluster.park if self.cluster is not None else None,
         )
         metrics.watch_away(recovery.away_count)
         self.socketio = SocketIOServer(
@@ -183,17 +184,24 @@ def cluster_node(
     from jsongle.cluster.link import LinkTimeouts, RedisLink
     from jsongle.cluster.node import ClusterNode, generated_node_id
     from jsongle.cluster.registry import RedisRoomRegistry
+    from jsongle.cluster.sessions import RedisSessionPark
+    from jsongle.signaling.application import EVENT_NAME
+    from jsongle.socketio.packet import event_head
 
     address = config.redis_address
     assert address is not None
     node_id = config.node_id or generated_node_id()
     timeouts = LinkTimeouts(config.redis_connect_timeout, config.redis_reply_timeout)
     link = RedisLink(address, node_channel(node_id), reactor, reactor, metrics.failed, timeouts)
-    bus = RedisBus(link, node_id, calls.from_other_node)
+    park = RedisSessionPark(
+        link, node_id, config.resume_window, config.resume_buffer_bytes, config.redis_reply_timeout,
+        metrics.resume_outcome, event_head(EVENT_NAME),
+    )
+    bus = RedisBus(link, node_id, calls.from_other_node, park.keep_message)
     delivery = Delivery(local, bus, metrics, reactor)
     announcer = Announcer(messages, delivery, calls)
     registry = RedisRoomRegistry(link, node_id, caps, announcer, config.node_timeout)
-    node = ClusterNode(link, registry, bus, reactor, config.node_timeout, local.__len__, metrics.failed)
+    node = ClusterNode(link, registry, bus, park, reactor, config.node_timeout, local.__len__, metrics.failed)
     return node, delivery, announcer
 
 
@@ -376,12 +384,14 @@ class JsongleService(service.MultiService):
         clock = engine.clock
         count = len(engine)
         log.info("shutting down: disconnecting {count} session(s)", count=count)
+        # Sessions parked for other processes (a cluster's), before the cluster is left.
+        parked = self.signaling.socketio.shutdown(engine)
         if count == 0:
-            return None
+            return parked
         deadline = clock.seconds() + self.shutdown_timeout
-        self.signaling.socketio.shutdown(engine)
         drained = engine.when_drained().addTimeout(self.shutdown_timeout, clock)
         drained.addErrback(lambda failure: failure.trap(TimeoutError))
+        drained.addCallback(lambda _: parked)
 
         def grace(_: Any) -> Any:
             # The last frames leave the socket buffers (bounded by the deadline).

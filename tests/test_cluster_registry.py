@@ -21,6 +21,7 @@ from jsongle.cluster.bus import RedisBus, node_channel
 from jsongle.cluster.link import Backoff, LinkTimeouts, RedisLink
 from jsongle.cluster.node import ClusterNode
 from jsongle.cluster.registry import RedisRoomRegistry
+from jsongle.cluster.sessions import RedisSessionPark
 from jsongle.config import RedisAddress
 from jsongle.interfaces import IMessageBus, IRoomRegistry
 from jsongle.signaling.errors import JsongleError
@@ -60,11 +61,15 @@ class Node:
         self.announced: list[Any] = []
         self.joins: list[tuple[str, str, list[str]]] = []
         self.failures: list[tuple[str, str]] = []
+        self.outcomes: list[str] = []
         self.link = RedisLink(RedisAddress("127.0.0.1", port, 0, None), node_channel(node_id), reactor, reactor,
                               self.failed, LinkTimeouts(), backoff_first=backoff, backoff_most=max(backoff, 0.2))
         self.registry = RedisRoomRegistry(self.link, node_id, caps, RecordingAnnouncer(self), node_timeout)
-        self.bus = RedisBus(self.link, node_id, lambda cid, message: self.delivered.append((cid, message)))
-        self.service = ClusterNode(self.link, self.registry, self.bus, reactor, node_timeout, lambda: 0, self.failed)
+        self.park = RedisSessionPark(self.link, node_id, 120.0, 1 << 20, 10.0, self.outcomes.append, b'2["jsongle",')
+        self.bus = RedisBus(self.link, node_id, lambda cid, message: self.delivered.append((cid, message)), self.park.keep_message)
+        self.service = ClusterNode(
+            self.link, self.registry, self.bus, self.park, reactor, node_timeout, lambda: 0, self.failed
+        )
 
     def failed(self, what: str, error: str, warn: bool = True) -> None:
         self.failures.append((what, error))

@@ -29,12 +29,21 @@ class RedisBus:
     """Publishes copies for other nodes; hands those for this node to ``deliver``
     (``deliver(connection_id, message)``: this process's connections)."""
 
-    def __init__(self, link: RedisLink, node_id: str, deliver: Callable[[str, dict[str, Any]], Any]) -> None:
+    def __init__(
+        self, link: RedisLink, node_id: str, deliver: Callable[[str, dict[str, Any]], Any],
+        keep: Callable[[str, str, dict[str, Any]], None],
+    ) -> None:
         self.link = link
         self.node_id = node_id
         self._deliver = deliver
+        #: ``keep(pid, connection_id, message)``: for a session parked in Redis
+        #: (its node is ``~<pid>``) while its client comes back.
+        self._keep = keep
 
     def send(self, node: str, connection_id: str, message: dict[str, Any]) -> None:
+        if node[:1] == "~":
+            self._keep(node[1:], connection_id, message)
+            return
         data = json.dumps({"t": "msg", "to": connection_id, "m": message}, separators=(",", ":"))
         self.link.publish(node_channel(node), data)
 

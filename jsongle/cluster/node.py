@@ -3,7 +3,7 @@
 Every tick the node renews its heartbeat key (it expires after
 ``nodeTimeout``) and learns the cluster gauges and which nodes have stopped
 beating; it then removes those nodes' members from their rooms, announcing
-the ``left`` events.  When Redis comes back after a loss, the node puts its
+the ``left`` events, and so for parked sessions whose resume window passed.  When Redis comes back after a loss, the node puts its
 members back before anything else.
 """
 
@@ -25,6 +25,7 @@ from jsongle.cluster import scripts
 from jsongle.cluster.bus import RedisBus
 from jsongle.cluster.link import RedisLink
 from jsongle.cluster.registry import RedisRoomRegistry
+from jsongle.cluster.sessions import RedisSessionPark, is_parked_node
 
 
 def generated_node_id() -> str:
@@ -48,12 +49,14 @@ class ClusterNode(Service):
     log = Logger()
 
     def __init__(
-        self, link: RedisLink, registry: RedisRoomRegistry, bus: RedisBus, clock: IReactorTime, node_timeout: float,
-        local_users: Callable[[], int], failed: Callable[..., None],
+        self, link: RedisLink, registry: RedisRoomRegistry, bus: RedisBus, park: RedisSessionPark, clock: IReactorTime,
+        node_timeout: float, local_users: Callable[[], int], failed: Callable[..., None],
     ) -> None:
         self.link = link
         self.registry = registry
         self.bus = bus
+        #: Resumable sessions parked for any node to take over.
+        self.park = park
         self.clock = clock
         self.node_id = registry.node_id
         self.node_timeout = node_timeout
@@ -98,10 +101,13 @@ class ClusterNode(Service):
         """LinkListener: a message on this node's channel: a room snapshot or a delivery."""
         try:
             envelope = json.loads(raw)
-            if envelope["t"] == "room":
+            kind = envelope["t"]
+            if kind == "room":
                 self.registry.published(envelope)
-            else:
+            elif kind == "msg":
                 self.bus.received(envelope)
+            else:
+                self.park.received(envelope)
         except Exception:
             self.log.failure("bad message on the node channel")
 
@@ -145,7 +151,14 @@ class ClusterNode(Service):
         self.registry.epoch = answer["epoch"]
         sweeps: Deferred = succeed(None)
         for node in answer.get("dead", ()):
-            if node != self.node_id:
+            if node == self.node_id:
+                continue
+            if is_parked_node(node):
+                # A parked session whose resume window passed: it leaves its rooms.
+                sweeps.addCallback(lambda _, node=node: self.registry.sweep(node, parked=True).addCallback(
+                    lambda results, node=node: self.park.expired(node, len(results)) if results is not None else None
+                ))
+            else:
                 sweeps.addCallback(lambda _, node=node: self.registry.sweep(node))
-                sweeps.addErrback(lambda f, node=node: self._failed("sweep", f"node {node}: {f.getErrorMessage()}"))
+            sweeps.addErrback(lambda f, node=node: self._failed("sweep", f"node {node}: {f.getErrorMessage()}"))
         return sweeps

@@ -370,14 +370,18 @@ class RedisRoomRegistry:
     def _announce_all(self, results: Iterable[LeaveResult]) -> None:
         self.announcer.left_all(results)
 
-    def sweep(self, node: str, force: bool = False) -> Deferred:
-        """Remove a dead node's connections from every room; announce the leaves."""
+    def sweep(self, node: str, force: bool = False, parked: bool = False) -> Deferred:
+        """Remove a dead node's connections from every room (or a parked
+        session's, ``parked``); announce the leaves."""
         return self.link.script(scripts.SWEEP, [], [node, "1" if force else "0"]).addCallback(
-            self._results
-        ).addCallback(self._swept, node)
+            lambda raw: None if raw == "null" else self._results(raw)
+        ).addCallback(self._swept, node, parked)
 
-    def _swept(self, results: list[LeaveResult], node: str) -> list[LeaveResult]:
-        if results:
+    def _swept(self, results: Optional[list[LeaveResult]], node: str, parked: bool = False) -> Optional[list[LeaveResult]]:
+        """Announce a sweep's leaves (None: a parked session swept by another node already)."""
+        if results is None:
+            return None
+        if results and not parked:
             self.log.warn("node {node} is gone: {count} member(s) removed from their rooms", node=node, count=len(results))
         self._announce_all(results)
         return results

@@ -108,6 +108,53 @@ class SignalingApplication:
             self.admission.refuse(RESUME_OTHER_USER)
         member.claims = claims
 
+    # -- a session moving between processes (cluster) ------------------------
+
+    def export(self, connection: IConnection) -> dict[str, Any]:
+        """What another process needs to carry the member on: its identity
+        and the claims it was admitted with (its rooms are in the registry)."""
+        member: Member = connection.state
+        state: dict[str, Any] = {"at": member.connected_at, "hello": member.hello_transaction}
+        if member.registered:
+            state["uid"] = member.uid
+            state["identity"] = member.identity
+        if member.claims is not None:
+            state["sub"] = member.claims.sub
+        return state
+
+    def admit_resume(self, state: dict[str, Any], remote: str, auth: dict[str, Any]) -> Any:
+        """A member of another process comes back here: admitted as :meth:`resume` admits."""
+        claims = self.admission.admit(remote, auth, returning=True)
+        sub = state.get("sub")
+        if sub is not None and (claims is None or claims.sub != sub):
+            self.admission.refuse(RESUME_OTHER_USER)
+        return claims
+
+    def adopt(self, connection: IConnection, state: dict[str, Any], admitted: Any) -> None:
+        """The member carries on here, registered as it was."""
+        now = self._clock.seconds()
+        member = Member(
+            connection, float(state.get("at", now)), FloodGuard(self.rate_policy, now) if self.rate_policy.enabled else None,
+            admitted,
+        )
+        member.hello_transaction = state.get("hello")
+        uid = state.get("uid")
+        if isinstance(uid, str):
+            member.register(uid, state.get("identity") or {})
+        connection.state = member
+        self.local.add(connection)
+        self._metrics.users_count.inc()
+        self.log.info("{sid} taken over from another process ({remote})", sid=connection.id, remote=connection.remote)
+
+    def handed_off(self, connection: IConnection) -> None:
+        """Its session went to another process: not a user here any more, but
+        still in its rooms (no ``left``); late messages for it follow it."""
+        if self.local.retire(connection.id):
+            self._metrics.users_count.dec()
+
+    def forget(self, connection: IConnection) -> None:
+        self.local.forget(connection.id)
+
     def disconnect(self, connection: IConnection, reason: str) -> None:
         member: Member = connection.state
         if not self.local.remove(connection.id):

@@ -14,7 +14,7 @@ class LocalConnections:
     """Connections of this process; every send through here counts its bytes
     (``sent_total``)."""
 
-    __slots__ = ("_connections", "_addressed", "_metrics")
+    __slots__ = ("_connections", "_addressed", "_metrics", "_retired")
 
     def __init__(self, metrics: Metrics) -> None:
         self._connections: dict[str, IConnection] = {}
@@ -22,6 +22,9 @@ class LocalConnections:
         #: encoded once: a relayed body is encoded once and prefixed per recipient.
         self._addressed: dict[str, tuple[IConnection, bytes]] = {}
         self._metrics = metrics
+        #: Connections whose session went to another process: not counted,
+        #: but what still reaches them here is sent on (it follows them).
+        self._retired: dict[str, IConnection] = {}
 
     def add(self, connection: IConnection) -> None:
         self._connections[connection.id] = connection
@@ -31,6 +34,19 @@ class LocalConnections:
         """Forget a connection; False when it was not here (already gone)."""
         self._addressed.pop(connection_id, None)
         return self._connections.pop(connection_id, None) is not None
+
+    def retire(self, connection_id: str) -> bool:
+        """A connection's session went elsewhere; False when it was not here."""
+        connection = self._connections.pop(connection_id, None)
+        self._addressed.pop(connection_id, None)
+        if connection is None:
+            return False
+        self._retired[connection_id] = connection
+        return True
+
+    def forget(self, connection_id: str) -> None:
+        """Stop sending on for a retired connection."""
+        self._retired.pop(connection_id, None)
 
     def get(self, connection_id: str) -> Optional[IConnection]:
         return self._connections.get(connection_id)
@@ -49,7 +65,9 @@ class LocalConnections:
         """Deliver to a connection of this process; False when it is not here."""
         connection = self._connections.get(connection_id)
         if connection is None:
-            return False
+            connection = self._retired.get(connection_id)
+            if connection is None:
+                return False
         self._metrics.sent_bytes += connection.send(message)
         return True
 

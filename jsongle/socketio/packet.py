@@ -121,6 +121,12 @@ def encode_json_event(event: str, json_arg: bytes, namespace: str = "/", offset:
     return _event_head(event, namespace) + json_arg + b',"' + offset.encode("ascii") + b'"]'
 
 
+def event_head(event: str, namespace: str = "/") -> bytes:
+    """The start of an EVENT :func:`encode_json_event` writes, up to its
+    JSON argument: what a message kept elsewhere is completed from."""
+    return _event_head(event, namespace)
+
+
 @lru_cache(maxsize=64)
 def _event_head(event: str, namespace: str) -> bytes:
     return (_head(EVENT, namespace, None) + "[" + dumps(event) + ",").encode("utf-8")

@@ -16,6 +16,13 @@ ended.
 Offsets are decimal counters per session: an offset the log no longer
 reaches (too old) or never gave (too new, not a number) cannot resume, and
 the client gets a fresh session instead.
+
+In a cluster (an :class:`ISessionPark` given), a client may come back to
+another process: that process asks the others for the session, the holder
+*parks* it (state, offsets, packets) where the taker claims it, and from
+then on what the holder still gets for it is forwarded. A process that
+drains parks every session it holds, live or away, so that its clients
+resume wherever they reconnect.
 """
 
 from __future__ import annotations
@@ -23,13 +30,13 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable, Optional, Union
 
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from jsongle.engineio.session import PING_TIMEOUT, TRANSPORT_CLOSE
-from jsongle.interfaces import ISessionStore
+from jsongle.interfaces import ISessionPark, ISessionStore, ParkedSession
 from jsongle.randompool import SessionIds
 
 #: Losses a session may come back from: the network went away under it
@@ -113,6 +120,11 @@ class PacketLog:
             return None
         return [item for number, _, item, _ in entries if number > offset]
 
+    def kept(self) -> tuple[int, list[Item]]:
+        """The offset of the first packet kept, and the packets kept in order."""
+        entries = self._entries
+        return (entries[0][0] if entries else self.last + 1), [item for _, _, item, _ in entries]
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -120,7 +132,7 @@ class PacketLog:
 class ResumableSession:
     """One connection that may come back: its pid, its log, its away timer."""
 
-    __slots__ = ("pid", "connection", "log", "away_reason", "timer", "ended")
+    __slots__ = ("pid", "connection", "log", "away_reason", "timer", "ended", "parked")
 
     def __init__(self, pid: str, connection: Any) -> None:
         self.pid = pid
@@ -129,8 +141,12 @@ class ResumableSession:
         #: Why its transport was lost, while it is away; None while live.
         self.away_reason: Optional[str] = None
         self.timer: Optional[IDelayedCall] = None
-        #: Set once it ended for good (disconnect, kick, window passed).
+        #: Set once it ended for good (disconnect, kick, window passed, handed
+        #: to another process).
         self.ended = False
+        #: Set once it is being parked for another process: what is sent to
+        #: it goes to the park, not to its log.
+        self.parked = False
 
     @property
     def away(self) -> bool:
@@ -159,13 +175,17 @@ class InMemorySessionStore:
     def __len__(self) -> int:
         return len(self._sessions)
 
+    def __iter__(self) -> Any:
+        return iter(list(self._sessions.values()))
+
 
 class Recovery:
     """Decides and carries out what happens to resumable sessions.
 
     ``window`` (seconds, 0 turns recovery off) is how long an away session
     waits; ``buffer_bytes`` bounds each session's log; ``on_outcome`` counts
-    each outcome (``recovered``, ``expired``, ``unknown``, ``refused``).
+    each outcome (``recovered``, ``expired``, ``unknown``, ``refused``);
+    ``park`` (a cluster's) lets sessions move between processes.
     """
 
     log = Logger()
@@ -178,8 +198,10 @@ class Recovery:
         buffer_bytes: int,
         ids: SessionIds,
         on_outcome: Callable[[str], None],
+        park: Optional[ISessionPark] = None,
     ) -> None:
         self.store = store
+        self.park = park
         self.clock = clock
         self.window = window
         self.buffer_bytes = buffer_bytes
@@ -187,6 +209,10 @@ class Recovery:
         self.on_outcome = on_outcome
         #: Sessions away now (their count is the jsongle_sessions_away gauge).
         self._away: set[ResumableSession] = set()
+        #: Set while this process drains: a session that cannot be parked ends.
+        self._draining = False
+        if park is not None and self.enabled:
+            park.serve(self._requested)
 
     def away_count(self) -> int:
         return len(self._away)
@@ -221,7 +247,7 @@ class Recovery:
 
     def went_away(self, session: ResumableSession, reason: str) -> None:
         """Its transport was lost: wait ``window`` seconds for it."""
-        if session.ended or session.away_reason is not None:
+        if session.ended or session.parked or session.away_reason is not None:
             return
         session.away_reason = reason
         self._away.add(session)
@@ -238,7 +264,7 @@ class Recovery:
         return found.addCallback(self._usable, namespace, offset)
 
     def _usable(self, session: Optional[ResumableSession], namespace: str, offset: object) -> Optional[ResumableSession]:
-        if session is None or session.ended or session.connection.namespace != namespace:
+        if session is None or session.ended or session.parked or session.connection.namespace != namespace:
             return None
         if self.missed(session, offset) is None:
             return None
@@ -251,18 +277,140 @@ class Recovery:
 
     def back(self, session: ResumableSession) -> None:
         """It was taken back: no longer away."""
-        timer, session.timer = session.timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+        self._cancel_timer(session)
         if session.away_reason is not None:
             session.away_reason = None
             self._away.discard(session)
+
+    @staticmethod
+    def _cancel_timer(session: ResumableSession) -> None:
+        timer, session.timer = session.timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
 
     def outcome(self, outcome: str) -> None:
         try:
             self.on_outcome(outcome)
         except Exception:
             self.log.failure("counting a resume outcome failed")
+
+    # -- across processes (a cluster) ----------------------------------------
+
+    @property
+    def can_park(self) -> bool:
+        return self.park is not None and self.enabled and self.park.available
+
+    def forward(self, session: ResumableSession, head: bytes, body: bytes) -> int:
+        """A message for a session parked or handed to another process."""
+        assert self.park is not None
+        self.park.append(session.pid, session.connection.id, head, body)
+        return len(head) + len(body) + 2
+
+    def _requested(self, pid: str, asker: str, remote: str, auth: dict[str, Any]) -> bool:
+        """Another process's client presented ``pid``: park it if it is ours
+        and its application admits the client as for a resume here (raises
+        ConnectRefused if not: the session stays as it was).
+
+        A session still live here (its old transport not known lost yet)
+        loses that transport: the newest connection wins.
+        """
+        session = self.store.get(pid)
+        if not isinstance(session, ResumableSession) or session.ended or session.parked:
+            return False
+        connection = session.connection
+        connection.application.resume(connection, remote, auth)
+        connection.release_transport()
+        self.hand_over(session, asker)
+        return True
+
+    def hand_over(self, session: ResumableSession, asker: str = "") -> Deferred:
+        """Park ``session`` for another process to take; fires when done."""
+        assert self.park is not None
+        connection = session.connection
+        try:
+            state = connection.application.export(connection)
+        except Exception:
+            self.log.failure("exporting {sid} failed", sid=connection.id)
+            return succeed(None)
+        session.parked = True
+        self._cancel_timer(session)
+        first, kept = session.log.kept()
+        items = [item for item in kept if isinstance(item, bytes)]
+        if len(items) != len(kept):  # binary attachments cannot be parked: start after them
+            first, items = session.log.last + 1, []
+        parked = ParkedSession(session.pid, connection.id, connection.namespace, state, first, session.log.last)
+        done = self.park.park(parked, items, asker)
+        return done.addCallbacks(self._handed, self._not_handed, (session,), None, (session,))
+
+    def _handed(self, _: object, session: ResumableSession) -> None:
+        connection = session.connection
+        self._away.discard(session)
+        session.away_reason = None
+        session.ended = True
+        self.store.remove(session)
+        self.log.info("{sid} parked: another process may take its session over", sid=connection.id)
+        try:
+            connection.application.handed_off(connection)
+        except Exception:
+            self.log.failure("application handed_off failed")
+        self.clock.callLater(self.window, self._forget, connection)
+
+    def _forget(self, connection: Any) -> None:
+        try:
+            connection.application.forget(connection)
+        except Exception:
+            self.log.failure("application forget failed")
+
+    def _not_handed(self, failure: Any, session: ResumableSession) -> None:
+        self.log.warn("parking {sid} failed: {why}", sid=session.connection.id, why=failure.getErrorMessage())
+        session.parked = False
+        if self._draining:
+            self._finish(session, "server shutdown")
+        elif session.away_reason is not None and session.timer is None:
+            session.timer = self.clock.callLater(self.window, self._expire, session, WINDOW_PASSED)
+
+    def park_all(self) -> Deferred:
+        """This process drains: park every session it holds, live or away."""
+        self._draining = True
+        return DeferredList([self.hand_over(session) for session in self.store if not session.ended])
+
+    def take_over(self, pid: object, namespace: str, offset: object, remote: str, auth: dict[str, Any]) -> Deferred:
+        """The parked session a client (at ``remote``, with ``auth``) asks for
+        on this process, asking the process that holds it to park it first
+        (that process admits the client, or the Deferred fails with its
+        ConnectRefused): ``{"sid", "ns", "state"}``, or None."""
+        park = self.park
+        if park is None or not self.can_park or not isinstance(pid, str) or parse_offset(offset) is None:
+            return succeed(None)
+
+        def asked(found: Optional[dict[str, Any]]) -> Any:
+            if found is not None:
+                return found
+            return park.ask(pid, remote, auth).addCallback(lambda parked: park.peek(pid) if parked else None)
+
+        found = park.peek(pid).addCallback(asked)
+        return found.addCallback(lambda found: found if found is not None and found["ns"] == namespace else None)
+
+    def claim(self, pid: str, offset: object, namespace: str) -> Deferred:
+        """Take the parked session over: ``{"sid", "state", "last", "missed"}`` or None."""
+        assert self.park is not None
+        number = parse_offset(offset)
+        if number is None:
+            return succeed(None)
+        return self.park.claim(pid, number, namespace)
+
+    def adopted(self, pid: str, connection: Any, last: int, missed: list[bytes]) -> ResumableSession:
+        """The session of a connection taken over from another process, kept
+        here with the packets its client missed (offsets up to ``last``)."""
+        session = ResumableSession(pid, connection)
+        log = session.log
+        log.last = last - len(missed)
+        now = self.clock.seconds()
+        for item in missed:
+            log.stamp()
+            log.keep(item, len(item), now)
+        self.store.add(session)
+        return session
 
     # -- the end -------------------------------------------------------------
 

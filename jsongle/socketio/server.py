@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Mapping, Optional
 
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from jsongle.engineio.session import FORCED_CLOSE, PARSE_ERROR, SERVER_SHUTDOWN, EngineSession
+from jsongle.engineio.session import FORCED_CLOSE, PARSE_ERROR, SERVER_SHUTDOWN, TRANSPORT_CLOSE, EngineSession
 from jsongle.interfaces import ConnectRefused, IConnection, ISocketApplication
 from jsongle.randompool import SessionIds
 from jsongle.socketio import packet as sio
@@ -113,6 +113,8 @@ class Connection:
         resumable = self.resumable
         if resumable is None:
             return self.emit(self._event, message)
+        if resumable.parked:
+            return self._forward(sio.dumps_bytes(message))
         args = [self._event, message, resumable.log.stamp()]
         try:
             text = sio.encode_plain(sio.EVENT, self.namespace, args)
@@ -131,11 +133,26 @@ class Connection:
         resumable = self.resumable
         if resumable is None:
             message = sio.encode_json_event(self._event, data, self.namespace)
+        elif resumable.parked:
+            return self._forward(data)
         else:
             message = sio.encode_json_event(self._event, data, self.namespace, resumable.log.stamp())
             self.client.server.recovery.logged(resumable, message, len(message))
         self._send_text(message)
         return len(message)
+
+    def _forward(self, body: bytes) -> int:
+        """Its session went to another process (or is going): the message follows it there."""
+        assert self.resumable is not None
+        return self.client.server.recovery.forward(self.resumable, sio.event_head(self._event, self.namespace), body)
+
+    def release_transport(self) -> None:
+        """Let go of the transport carrying it, without ending its session (a
+        newer connection takes the session over)."""
+        client = self.client
+        if client.connections.get(self.namespace) is self:
+            del client.connections[self.namespace]
+            client.session.close(FORCED_CLOSE)
 
     def close(self) -> None:
         """IConnection: a server kick (DISCONNECT, then the session closes);
@@ -266,6 +283,8 @@ class SocketIOClient:
             if not connection.accepted:
                 continue
             resumable = connection.resumable
+            if resumable is not None and resumable.parked:
+                continue  # going to another process: it does not end here
             if resumable is not None and reason in RESUMABLE:
                 recovery.went_away(resumable, reason)
                 self.server.call(connection.application.away, connection, reason)
@@ -343,7 +362,10 @@ class SocketIOClient:
         if not self._still_waiting(provisional):
             return
         if session is None:
-            self._fresh(provisional, auth)
+            if self.server.recovery.can_park:
+                self._take_over(provisional, auth)
+            else:
+                self._fresh(provisional, auth)
             return
         connection = session.connection
         result = maybeDeferred(connection.application.resume, connection, self.session.remote, auth)
@@ -351,6 +373,56 @@ class SocketIOClient:
             self._resumed, self._resume_refused,
             callbackArgs=(session, provisional, auth), errbackArgs=(provisional,),
         )
+
+    def _take_over(self, provisional: Connection, auth: dict[str, Any]) -> None:
+        """Not held here: maybe another process of the cluster holds it, or parked it."""
+        recovery = self.server.recovery
+        pid, namespace, application = auth.get("pid"), provisional.namespace, provisional.application
+        found = recovery.take_over(pid, namespace, auth.get("offset"), self.session.remote, auth)
+
+        def admit(parked: Optional[dict[str, Any]]) -> Any:
+            if parked is None or not self._still_waiting(provisional):
+                return None
+            admitted = application.admit_resume(parked["state"], self.session.remote, auth)
+            return recovery.claim(pid, auth.get("offset"), namespace).addCallback(
+                self._adopt, pid, admitted, provisional, auth
+            )
+
+        def failed(failure: Failure) -> None:
+            if failure.check(ConnectRefused):
+                self._resume_refused(failure, provisional)
+                return
+            self.log.failure("taking a session over failed", failure)
+            if self._still_waiting(provisional):
+                self._fresh(provisional, auth)
+
+        found.addCallback(admit).addCallbacks(
+            lambda adopted: None if adopted or not self._still_waiting(provisional) else self._fresh(provisional, auth),
+            failed,
+        )
+
+    def _adopt(
+        self, claimed: Optional[dict[str, Any]], pid: str, admitted: Any, provisional: Connection, auth: dict[str, Any]
+    ) -> bool:
+        """The session is this process's now (its missed packets in hand): it
+        carries on here, under its socket id. Runs as the claim arrives, before
+        anything forwarded to it afterwards."""
+        if claimed is None:
+            return False
+        recovery = self.server.recovery
+        connection = Connection(claimed["sid"], provisional.namespace, self, provisional.application)
+        missed = claimed["missed"]
+        connection.resumable = session = recovery.adopted(pid, connection, claimed["last"], missed)
+        connection.accepted = True
+        connection._pending = None
+        connection.application.adopt(connection, claimed["state"], admitted)
+        if not self._still_waiting(provisional):
+            # Its client went again meanwhile: it is away, here now.
+            recovery.went_away(session, TRANSPORT_CLOSE)
+            self.server.call(connection.application.away, connection, TRANSPORT_CLOSE)
+            return True
+        self._carry_on(connection, missed, ", taken over from another process")
+        return True
 
     def _fresh(self, provisional: Connection, auth: dict[str, Any]) -> None:
         """Nothing to take back (unknown, forged, expired pid, or an offset
@@ -377,20 +449,22 @@ class SocketIOClient:
             self._fresh(provisional, auth)
             return
         connection = session.connection
-        previous = connection.client
-        if previous is not self and previous.connections.get(connection.namespace) is connection:
+        if connection.client is not self:
             # Still live on an older transport: the newest connection wins,
             # the older transport is closed without ending the session.
-            del previous.connections[connection.namespace]
-            previous.session.close(FORCED_CLOSE)
+            connection.release_transport()
         recovery.back(session)
         connection.client = self
+        self._carry_on(connection, missed)
+
+    def _carry_on(self, connection: Connection, missed: list[Item], origin: str = "") -> None:
+        """A resumed connection is this client's: what it missed, then live traffic."""
         self.connections[connection.namespace] = connection
         connection._resume(missed)
-        recovery.outcome(RECOVERED)
+        self.server.recovery.outcome(RECOVERED)
         self.log.info(
-            "{sid} resumed from {remote}: {count} missed packet(s) delivered",
-            sid=connection.id, remote=self.session.remote, count=len(missed),
+            "{sid} resumed from {remote}{origin}: {count} missed packet(s) delivered",
+            sid=connection.id, remote=self.session.remote, origin=origin, count=len(missed),
         )
 
     def _accepted(self, _: object, connection: Connection) -> None:
@@ -472,17 +546,25 @@ class SocketIOServer:
     def on_engine_open(self, session: EngineSession) -> None:
         session.listener = SocketIOClient(self, session)
 
-    def shutdown(self, sessions: Iterable[EngineSession]) -> None:
+    def shutdown(self, sessions: Iterable[EngineSession]) -> Deferred:
         """Server shutdown: close every Engine.IO transport, as socket.io does.
 
         No Socket.IO DISCONNECT: clients see "transport close" and reconnect
-        by themselves (to another process behind the same address). The
-        applications are told their connections ended, and so are those of
-        sessions away (the store of this process goes with it).
+        by themselves (to another process behind the same address). In a
+        cluster, resumable sessions (live or away) are parked first, so they
+        resume on the process their client reaches; the others' applications
+        are told their connections ended, and so are those of sessions away
+        when they cannot be parked (the store of this process goes with it).
+        The Deferred fires once the sessions are parked.
         """
+        recovery = self.recovery
+        parked = recovery.park_all() if recovery.can_park else None
         for session in sessions:
             session.close(SERVER_SHUTDOWN)
-        self.recovery.shutdown(SERVER_SHUTDOWN)
+        if parked is None:
+            recovery.shutdown(SERVER_SHUTDOWN)
+            return succeed(None)
+        return parked
 
     def refused(self, namespace: str, reason: str) -> None:
         try:

@@ -59,6 +59,12 @@ class SwitchProxy:
                 _close(upstream)
         return len(pairs)
 
+    def down(self) -> None:
+        """New connections are closed at once; live ones go on (a server that
+        closes them itself, at a restart, is still heard by its clients)."""
+        with self._lock:
+            self._down = True
+
     def up(self) -> None:
         """The network is back: new connections go through again."""
         with self._lock:

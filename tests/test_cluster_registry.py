@@ -55,7 +55,8 @@ class Node:
     """A registry, bus and node service on their own link, like one daemon."""
 
     def __init__(
-        self, port: int, node_id: str, caps: RoomCaps = RoomCaps(), node_timeout: float = 15.0, backoff: float = 0.05
+        self, port: int, node_id: str, caps: RoomCaps = RoomCaps(), node_timeout: float = 15.0, backoff: float = 0.05,
+        window: float = 120.0, buffer_bytes: int = 1 << 20,
     ) -> None:
         self.delivered: list[tuple[str, dict[str, Any]]] = []
         self.announced: list[Any] = []
@@ -65,7 +66,7 @@ class Node:
         self.link = RedisLink(RedisAddress("127.0.0.1", port, 0, None), node_channel(node_id), reactor, reactor,
                               self.failed, LinkTimeouts(), backoff_first=backoff, backoff_most=max(backoff, 0.2))
         self.registry = RedisRoomRegistry(self.link, node_id, caps, RecordingAnnouncer(self), node_timeout)
-        self.park = RedisSessionPark(self.link, node_id, 120.0, 1 << 20, 10.0, self.outcomes.append, b'2["jsongle",')
+        self.park = RedisSessionPark(self.link, node_id, window, buffer_bytes, 10.0, self.outcomes.append, b'2["jsongle",')
         self.bus = RedisBus(self.link, node_id, lambda cid, message: self.delivered.append((cid, message)), self.park.keep_message)
         self.service = ClusterNode(
             self.link, self.registry, self.bus, self.park, reactor, node_timeout, lambda: 0, self.failed

@@ -161,3 +161,36 @@ def test_a_forged_pid_gets_a_fresh_session_at_once_in_a_cluster(redis_server, da
     assert puppet.next("eve", "connect_error")["message"]
     assert puppet.state("alice")["connected"] is True
     assert not said(node2, rf"{re.escape(alice.sid)} parked")
+
+
+@pytest.mark.parametrize("parked", [False, True])
+def test_a_resume_on_another_process_needs_a_token_for_the_same_user(
+    redis_server, daemon_factory, puppet, proxies, parked
+):
+    """Bob's pid with Mallory's valid token, on the other process: refused
+    (by the holder, or, once parked by a SIGTERM, by the taker), and Bob's
+    session is untouched: he resumes there afterwards."""
+    from tests.test_tokens_e2e import JWT_CONFIG, token
+
+    node1, node2 = start_cluster(daemon_factory, redis_server, 2, resumeWindow="30s", **FAST_PINGS, **JWT_CONFIG)
+    network = proxies(node2.ws_port)
+    puppet.connect("bob", network.url, auth={"appToken": TOKEN, "token": token("bob"), "resume": True},
+                   transports=["websocket"], **RECONNECT)
+    bob = Client(puppet, "bob", puppet.next("bob", "connect")["id"])
+    answer_hello(bob, "bob")
+    pid = puppet.state("bob")["pid"]
+    network.retarget(node1.ws_port)
+    network.down()
+    if parked:
+        node2.signal(signal.SIGTERM)
+        assert node2.wait_exit(timeout=15) == SIGTERM_EXIT
+    else:
+        network.cut(down=True)
+        wait_line(node2, rf"{re.escape(bob.sid)} lost its transport")
+    puppet.connect("mallory", node1.ws_url, auth={"appToken": TOKEN, "token": token("mallory"), "pid": pid, "offset": "2"},
+                   reconnection=False, transports=["websocket"])
+    assert puppet.next("mallory", "connect_error")["message"] == "token does not match the session"
+    assert metric(node1, 'jsongle_resumes_total{outcome="refused"}') == 1
+    network.up()
+    back = puppet.next("bob", "connect", timeout=20)
+    assert back["recovered"] is True and back["id"] == bob.sid

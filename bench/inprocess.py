@@ -20,7 +20,8 @@ five runs.
 50 clients, each a join and a leave per cycle; per cycle. ``session``: the
 upgrade request through Twisted Web, the Engine.IO open, the Socket.IO
 CONNECT with the appToken, the hello, a join and the close handshake; per
-session. Add ``--profile`` for cProfile's 25 costliest functions.
+session. Add ``--profile`` for cProfile's 25 costliest functions, and
+``--resume`` for clients that opt in to resume.
 """
 
 from __future__ import annotations
@@ -116,7 +117,9 @@ def event(message: dict[str, Any]) -> bytes:
 class Server:
     """The parts ``twistd jsongle`` runs, on a task.Clock."""
 
-    def __init__(self) -> None:
+    def __init__(self, resume: bool = False) -> None:
+        #: Clients opt in to resume (connection state recovery).
+        self.auth = '{"appToken":"%s","resume":true}' % TOKEN if resume else '{"appToken":"%s"}' % TOKEN
         self.config = dataclasses.replace(
             Config(), app_token=TOKEN, max_concurrent_users=100000, rate_limit_per_second=0, listen_address="127.0.0.1"
         )
@@ -154,7 +157,7 @@ class Server:
         """A client through the upgrade, the Socket.IO CONNECT and the hello."""
         connection = self.upgrade()
         connection.take()
-        (hello,) = jsongle_messages(self.send(connection, client_frame('40{"appToken":"%s"}' % TOKEN)))
+        (hello,) = jsongle_messages(self.send(connection, client_frame("40" + self.auth)))
         sid = hello["to"]
         answer = {
             "id": f"h{next(self._ids)}", "from": sid, "to": self.config.server_id,
@@ -257,8 +260,9 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--count", type=int, help="operations per run (default: about half a second's worth)")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--resume", action="store_true", help="every client opts in to resume")
     options = parser.parse_args()
-    server = Server()
+    server = Server(options.resume)
     if options.scenario == "relay":
         what, run = relay(server, options.payload, max(1, options.window))
         count = options.count or 20000

@@ -34,21 +34,61 @@ def test_offsets_are_our_decimal_counters_only():
 
 
 def test_the_log_serves_what_follows_an_offset_and_nothing_it_cannot_vouch_for():
-    log = PacketLog()
+    log = PacketLog(limit=50)
     for index in range(5):
         offset = log.stamp()
         assert offset == str(index + 1)
-        log.keep(f"m{offset}".encode(), 10, now=float(index))
-    assert log.after(2) == [b"m3", b"m4", b"m5"]
+        assert log.add(f"m{offset}--------".encode(), 10) is False
+    assert log.after(2) == [b"m3--------", b"m4--------", b"m5--------"]
     assert log.after(5) == []
-    assert log.after(0) == [b"m1", b"m2", b"m3", b"m4", b"m5"]
+    assert log.after(0) == [b"m1--------", b"m2--------", b"m3--------", b"m4--------", b"m5--------"]
     assert log.after(6) is None  # never given
-    log.trim(oldest=2.0, limit=1000)  # entries sent before t=2 go
-    assert len(log) == 3 and log.size == 30
-    assert log.after(2) == [b"m3", b"m4", b"m5"]
-    assert log.after(1) is None  # m2 is gone: cannot tell what it missed
-    log.trim(oldest=0.0, limit=15)
-    assert log.after(4) == [b"m5"] and log.size == 10
+    # Past the bound, live: the older half of the bytes goes.
+    log.stamp()
+    log.add(b"m6--------", 10)
+    assert len(log) == 2 and log.size == 20 and log.first == 5
+    assert log.after(3) is None  # m4 is gone: cannot tell what it missed
+    assert log.after(4) == [b"m5--------", b"m6--------"]
+
+
+def test_the_log_drops_what_is_older_than_the_window_to_a_tick():
+    log = PacketLog()
+    for now in (0.0, 1.0):
+        log.stamp()
+        log.add(b"x" * 10, 10)
+        log.expire_older(now, window=10.0)  # marks what was sent by now
+    log.stamp()
+    log.add(b"y" * 10, 10)
+    log.expire_older(9.0, window=10.0)
+    assert len(log) == 3
+    log.expire_older(10.0, window=10.0)  # the mark of t=0 (offset 1) is a window old
+    assert len(log) == 2 and log.first == 2 and log.size == 20
+    log.holding = True  # away: everything is kept
+    log.expire_older(100.0, window=10.0)
+    assert len(log) == 2
+
+
+def test_an_away_log_keeps_everything_and_says_when_it_passes_its_bound():
+    log = PacketLog(limit=25)
+    log.holding = True
+    results = []
+    for _ in range(4):
+        log.stamp()
+        results.append(log.add(b"z" * 10, 10))
+    assert results == [False, False, True, False]  # said once, when crossed
+    assert len(log) == 4 and log.after(0) is not None
+
+
+def test_a_long_log_stays_within_its_bound_and_still_serves_by_offset():
+    log = PacketLog(limit=1000)
+    for index in range(1, 1001):
+        log.stamp()
+        log.add(b"%010d" % index, 10)
+    # 1000 bytes at most, halved when passed: between 500 and 1000.
+    assert 50 <= len(log) <= 100 and log.first == 1001 - len(log) and log.size == 10 * len(log)
+    assert len(log._items) <= 100  # dropped ones do not pile up
+    assert log.after(950) == [b"%010d" % n for n in range(951, 1001)]
+    assert log.kept() == (log.first, [b"%010d" % n for n in range(log.first, 1001)])
 
 
 def test_the_store_keeps_sessions_by_pid_and_a_newer_one_stays():
@@ -341,9 +381,14 @@ def test_a_live_log_keeps_its_bound_and_the_window():
         connection.send({"pad": "x" * 100})
     log = stack.store.get(reply["pid"]).log
     assert log.size <= 2048 and len(log) < 100
-    stack.clock.advance(WINDOW + 1)
+    # Every half window, what was sent more than a window ago goes.
+    for _ in range(3):
+        stack.clock.advance(WINDOW / 2)
     connection.send({"n": "last"})
     assert len(log) == 1
+    for _ in range(3):
+        stack.clock.advance(WINDOW / 2)
+    assert len(log) == 0
 
 
 def test_shutdown_closes_transports_without_disconnect_and_ends_away_sessions():

@@ -116,9 +116,10 @@ def encode_json_event(event: str, json_arg: bytes, namespace: str = "/", offset:
     the Engine.IO message as UTF-8, ready for the wire. ``offset`` (ASCII
     digits, connection state recovery) goes last, as a string argument.
     """
+    # One allocation each: a body may be kilobytes.
     if offset is None:
-        return _event_head(event, namespace) + json_arg + b"]"
-    return _event_head(event, namespace) + json_arg + b',"' + offset.encode("ascii") + b'"]'
+        return b"".join((_event_head(event, namespace), json_arg, b"]"))
+    return b"".join((_event_head(event, namespace), json_arg, b',"', offset.encode("ascii"), b'"]'))
 
 
 def event_head(event: str, namespace: str = "/") -> bytes:

@@ -27,11 +27,13 @@ resume wherever they reconnect.
 
 from __future__ import annotations
 
-from collections import deque
+from bisect import bisect_left
+from itertools import accumulate
 from typing import Any, Callable, Optional, Union
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -75,58 +77,115 @@ def parse_offset(value: object) -> Optional[int]:
     return None
 
 
+def item_size(item: Item) -> int:
+    """Encoded bytes of a logged packet."""
+    if item.__class__ is bytes:
+        return len(item)
+    return sum(len(part) if isinstance(part, (bytes, bytearray)) else len(part.encode("utf-8")) for part in item)
+
+
 class PacketLog:
     """What was sent to one session, by offset, bounded in bytes.
 
-    While the session is live, entries older than the window or past the
-    byte bound are dropped from the front (the client had them long ago);
-    while it is away, nothing is dropped and :attr:`size` tells when the
-    bound is passed.
+    While the session is live, the older half of its bytes is dropped when
+    the byte bound is passed (the client had them long ago), and what is
+    older than the window at the next :meth:`expire_older`; while it is away
+    (``holding``), nothing is dropped and :meth:`add` tells when the bound
+    is passed.
+
+    One call per packet: the sender stamps it (``last += 1``) and adds it.
+    The packets are a list read from ``_start`` (dropping one is moving an
+    index; the list is compacted now and then), so an idle log costs an
+    empty list.
     """
 
-    __slots__ = ("_entries", "size", "last")
+    __slots__ = ("_items", "_start", "first", "last", "size", "limit", "holding", "_mark")
 
-    def __init__(self) -> None:
-        #: (offset, time sent, item, bytes)
-        self._entries: deque[tuple[int, float, Item, int]] = deque()
-        self.size = 0
+    def __init__(self, limit: int = 1 << 20) -> None:
+        #: ``_items[_start:]`` are the packets of offsets ``first``..``last``.
+        self._items: list[Optional[Item]] = []
+        self._start = 0
+        self.first = 1
         #: The last offset given.
         self.last = 0
+        self.size = 0
+        #: The byte bound.
+        self.limit = limit
+        #: Set while the session is away: everything is kept.
+        self.holding = False
+        #: (time, offset): the packets up to offset were sent before time.
+        self._mark: Optional[tuple[float, int]] = None
 
     def stamp(self) -> str:
         """The offset of the next packet, as sent on the wire."""
         self.last += 1
         return str(self.last)
 
-    def keep(self, item: Item, size: int, now: float) -> None:
-        """Log the packet of the last :meth:`stamp`."""
-        self._entries.append((self.last, now, item, size))
+    def add(self, item: Item, size: int) -> bool:
+        """Keep the packet of offset :attr:`last`; True when this one took an
+        away session's log past its bound."""
+        self._items.append(item)
         self.size += size
+        if self.size > self.limit:
+            if self.holding:
+                return self.size - size <= self.limit
+            self._halve()
+        return False
 
-    def trim(self, oldest: float, limit: int) -> None:
-        """Drop entries sent before ``oldest``, and from the front until ``limit`` bytes are left."""
-        entries = self._entries
-        while entries and (entries[0][1] < oldest or self.size > limit):
-            self.size -= entries.popleft()[3]
+    def _halve(self) -> None:
+        """A live log past its bound: the older half of its bytes go at once
+        (not one packet per packet added: this runs once in a while)."""
+        items = self._items
+        del items[:self._start]
+        # Running totals from the front; the cut is where the older half ends.
+        totals = list(accumulate(map(item_size, items)))
+        cut = min(bisect_left(totals, self.size - self.limit // 2) + 1, len(items))
+        self.size -= totals[cut - 1]
+        self.first += cut
+        del items[:cut]
+        self._start = 0
+
+    def _drop(self, through: int) -> None:
+        """Drop the packets up to offset ``through``."""
+        items, start = self._items, self._start
+        end, first = len(items), self.first
+        while start < end and first <= through:
+            self.size -= item_size(items[start])  # type: ignore[arg-type]
+            items[start] = None
+            start += 1
+            first += 1
+        self.first = first
+        if start > 64 and start * 2 > end:
+            del items[:start]
+            start = 0
+        self._start = start
+
+    def expire_older(self, now: float, window: float) -> None:
+        """Drop what was sent more than ``window`` seconds ago, to a tick's
+        precision (called every so often, not per packet; never while away)."""
+        if self.holding:
+            return
+        mark = self._mark
+        if mark is not None and mark[0] <= now - window:
+            self._drop(mark[1])
+            mark = None
+        if mark is None and self.last >= self.first:
+            mark = (now, self.last)
+        self._mark = mark
 
     def after(self, offset: int) -> Optional[list[Item]]:
         """Every packet after ``offset``, in order; None when the log cannot
         tell (``offset`` never given, or packets after it already dropped)."""
-        if offset > self.last:
+        if offset > self.last or offset + 1 < self.first:
             return None
-        entries = self._entries
-        first = entries[0][0] if entries else self.last + 1
-        if offset + 1 < first:
-            return None
-        return [item for number, _, item, _ in entries if number > offset]
+        return self._items[self._start + offset + 1 - self.first:]  # type: ignore[return-value]
 
     def kept(self) -> tuple[int, list[Item]]:
         """The offset of the first packet kept, and the packets kept in order."""
-        entries = self._entries
-        return (entries[0][0] if entries else self.last + 1), [item for _, _, item, _ in entries]
+        return self.first, self._items[self._start:]  # type: ignore[return-value]
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._items) - self._start
 
 
 class ResumableSession:
@@ -134,10 +193,10 @@ class ResumableSession:
 
     __slots__ = ("pid", "connection", "log", "away_reason", "timer", "ended", "parked")
 
-    def __init__(self, pid: str, connection: Any) -> None:
+    def __init__(self, pid: str, connection: Any, limit: int = 1 << 20) -> None:
         self.pid = pid
         self.connection = connection
-        self.log = PacketLog()
+        self.log = PacketLog(limit)
         #: Why its transport was lost, while it is away; None while live.
         self.away_reason: Optional[str] = None
         self.timer: Optional[IDelayedCall] = None
@@ -211,6 +270,9 @@ class Recovery:
         self._away: set[ResumableSession] = set()
         #: Set while this process drains: a session that cannot be parked ends.
         self._draining = False
+        #: Runs while sessions are kept: drops packets older than the window.
+        self._expiring = LoopingCall(self._expire_old_packets)
+        self._expiring.clock = clock
         if park is not None and self.enabled:
             park.serve(self._requested)
 
@@ -227,21 +289,30 @@ class Recovery:
 
     def new_session(self, connection: Any) -> ResumableSession:
         """A session for a connection being accepted (kept once accepted: :meth:`keep`)."""
-        return ResumableSession(self.ids.new(), connection)
+        return ResumableSession(self.ids.new(), connection, self.buffer_bytes)
 
     def keep(self, session: ResumableSession) -> None:
         self.store.add(session)
+        if not self._expiring.running:
+            self._expiring.start(self.window / 2, now=False)
 
     def logged(self, session: ResumableSession, item: Item, size: int) -> None:
         """Log the packet just stamped; an away session past its bound ends."""
-        log = session.log
-        now = self.clock.seconds()
-        log.keep(item, size, now)
-        if session.away_reason is None:
-            log.trim(now - self.window, self.buffer_bytes)
-        elif log.size > self.buffer_bytes >= log.size - size and not session.ended:
-            # Past its bound: it ends, once the send under way has returned.
+        if session.log.add(item, size):
+            self.over(session)
+
+    def over(self, session: ResumableSession) -> None:
+        """An away session's log passed its bound: it ends, once the send under way has returned."""
+        if not session.ended:
             self.clock.callLater(0, self._expire, session, BUFFER_FULL)
+
+    def _expire_old_packets(self) -> None:
+        """Every half window: live logs drop what is older than the window."""
+        now, window = self.clock.seconds(), self.window
+        for session in self.store:
+            session.log.expire_older(now, window)
+        if not len(self.store):
+            self._expiring.stop()
 
     # -- away and back -------------------------------------------------------
 
@@ -250,6 +321,7 @@ class Recovery:
         if session.ended or session.parked or session.away_reason is not None:
             return
         session.away_reason = reason
+        session.log.holding = True
         self._away.add(session)
         session.timer = self.clock.callLater(self.window, self._expire, session, WINDOW_PASSED)
         self.log.info(
@@ -280,6 +352,7 @@ class Recovery:
         self._cancel_timer(session)
         if session.away_reason is not None:
             session.away_reason = None
+            session.log.holding = False
             self._away.discard(session)
 
     @staticmethod
@@ -372,6 +445,8 @@ class Recovery:
     def park_all(self) -> Deferred:
         """This process drains: park every session it holds, live or away."""
         self._draining = True
+        if self._expiring.running:
+            self._expiring.stop()
         return DeferredList([self.hand_over(session) for session in self.store if not session.ended])
 
     def take_over(self, pid: object, namespace: str, offset: object, remote: str, auth: dict[str, Any]) -> Deferred:
@@ -402,14 +477,14 @@ class Recovery:
     def adopted(self, pid: str, connection: Any, last: int, missed: list[bytes]) -> ResumableSession:
         """The session of a connection taken over from another process, kept
         here with the packets its client missed (offsets up to ``last``)."""
-        session = ResumableSession(pid, connection)
+        session = ResumableSession(pid, connection, self.buffer_bytes)
         log = session.log
-        log.last = last - len(missed)
-        now = self.clock.seconds()
+        log.last = log.first = last - len(missed) + 1
+        log.last -= 1
         for item in missed:
-            log.stamp()
-            log.keep(item, len(item), now)
-        self.store.add(session)
+            log.last += 1
+            log.add(item, len(item))
+        self.keep(session)
         return session
 
     # -- the end -------------------------------------------------------------
@@ -424,6 +499,8 @@ class Recovery:
 
     def shutdown(self, reason: str) -> None:
         """This process stops: the sessions away end now (their rooms are told)."""
+        if self._expiring.running:
+            self._expiring.stop()
         for session in list(self._away):
             self._finish(session, reason)
 

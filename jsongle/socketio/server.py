@@ -136,8 +136,11 @@ class Connection:
         elif resumable.parked:
             return self._forward(data)
         else:
-            message = sio.encode_json_event(self._event, data, self.namespace, resumable.log.stamp())
-            self.client.server.recovery.logged(resumable, message, len(message))
+            log = resumable.log
+            log.last += 1
+            message = sio.encode_json_event(self._event, data, self.namespace, str(log.last))
+            if log.add(message, len(message)):
+                self.client.server.recovery.over(resumable)
         self._send_text(message)
         return len(message)
 

@@ -72,6 +72,9 @@ class EngineEcho:
     def on_message(self, data: Any) -> None:
         self.session.send(data)
 
+    def on_pong(self) -> None:
+        """Nothing kept to let go of."""
+
     def on_close(self, reason: str) -> None:
         pass
 

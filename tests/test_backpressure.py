@@ -49,6 +49,9 @@ class Closes:
     def on_message(self, data: object) -> None:
         pass
 
+    def on_pong(self) -> None:
+        pass
+
     def on_close(self, reason: str) -> None:
         self.reasons.append(reason)
 

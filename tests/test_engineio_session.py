@@ -44,9 +44,13 @@ class RecordingListener:
     def __init__(self) -> None:
         self.messages: list[eio.Data] = []
         self.closes: list[str] = []
+        self.pongs = 0
 
     def on_message(self, data: eio.Data) -> None:
         self.messages.append(data)
+
+    def on_pong(self) -> None:
+        self.pongs += 1
 
     def on_close(self, reason: str) -> None:
         self.closes.append(reason)
@@ -127,6 +131,8 @@ def test_pong_resets_the_heartbeat():
     clock.advance(0.001)
     assert transport.take() == [Packet(eio.PING)]
     assert listener.closes == []
+    # The layer above hears each pong (what was sent before is had).
+    assert listener.pongs == 5
 
 
 def test_client_close():

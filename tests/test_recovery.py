@@ -51,21 +51,23 @@ def test_the_log_serves_what_follows_an_offset_and_nothing_it_cannot_vouch_for()
     assert log.after(4) == [b"m5--------", b"m6--------"]
 
 
-def test_the_log_drops_what_is_older_than_the_window_to_a_tick():
+def test_a_pong_lets_go_of_what_was_sent_before_the_previous_one():
     log = PacketLog()
-    for now in (0.0, 1.0):
+    for _ in range(2):
         log.stamp()
         log.add(b"x" * 10, 10)
-        log.expire_older(now, window=10.0)  # marks what was sent by now
+    log.acknowledged()  # the first pong: nothing known to be had yet
+    assert len(log) == 2
     log.stamp()
     log.add(b"y" * 10, 10)
-    log.expire_older(9.0, window=10.0)
-    assert len(log) == 3
-    log.expire_older(10.0, window=10.0)  # the mark of t=0 (offset 1) is a window old
-    assert len(log) == 2 and log.first == 2 and log.size == 20
-    log.holding = True  # away: everything is kept
-    log.expire_older(100.0, window=10.0)
-    assert len(log) == 2
+    log.acknowledged()  # sent before the first pong: had by the second
+    assert len(log) == 1 and log.first == 3 and log.after(2) == [b"y" * 10]
+    log.acknowledged()
+    assert len(log) == 0 and log.first == 4 and log.after(3) == []
+    log.holding = True  # away: no pong comes; everything stays
+    log.stamp()
+    log.add(b"z" * 10, 10)
+    assert log.after(3) == [b"z" * 10]
 
 
 def test_an_away_log_keeps_everything_and_says_when_it_passes_its_bound():
@@ -374,20 +376,19 @@ def test_an_away_session_past_its_buffer_ends_once_the_send_returned():
     assert [call[0] for call in stack.app.calls].count("disconnect") == 1
 
 
-def test_a_live_log_keeps_its_bound_and_the_window():
+def test_a_live_log_keeps_its_bound_and_lets_go_of_what_pongs_acknowledge():
     stack = Stack(buffer_bytes=2048)
     session, reply, connection = resumable(stack)
     for _ in range(100):
         connection.send({"pad": "x" * 100})
     log = stack.store.get(reply["pid"]).log
     assert log.size <= 2048 and len(log) < 100
-    # Every half window, what was sent more than a window ago goes.
-    for _ in range(3):
-        stack.clock.advance(WINDOW / 2)
+    # Two pongs: what was sent before the first is known to be had.
+    session.listener.on_pong()
     connection.send({"n": "last"})
+    session.listener.on_pong()
     assert len(log) == 1
-    for _ in range(3):
-        stack.clock.advance(WINDOW / 2)
+    session.listener.on_pong()
     assert len(log) == 0
 
 

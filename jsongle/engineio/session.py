@@ -47,6 +47,9 @@ class Listener(Protocol):
 
     def on_close(self, reason: str) -> None: ...
 
+    def on_pong(self) -> None:
+        """The client answered a ping: it has every packet sent before that ping."""
+
 
 # Reasons a session ends, as Engine.IO and Socket.IO name them.
 TRANSPORT_CLOSE = "transport close"
@@ -159,6 +162,9 @@ class EngineSession:
         self._timer = self._clock.callLater(
             self.server.options.ping_interval / 1000.0, self._ping
         )
+        listener = self.listener
+        if listener is not None:
+            listener.on_pong()
 
     # -- traffic -----------------------------------------------------------
 

@@ -33,7 +33,6 @@ from typing import Any, Callable, Optional, Union
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -87,11 +86,11 @@ def item_size(item: Item) -> int:
 class PacketLog:
     """What was sent to one session, by offset, bounded in bytes.
 
-    While the session is live, the older half of its bytes is dropped when
-    the byte bound is passed (the client had them long ago), and what is
-    older than the window at the next :meth:`expire_older`; while it is away
-    (``holding``), nothing is dropped and :meth:`add` tells when the bound
-    is passed.
+    While the session is live, what its client acknowledged goes (a pong
+    answers a ping sent after every packet before the previous pong: TCP
+    and the Engine.IO queue keep them in order), and the older half of its
+    bytes when the byte bound is passed; while it is away (``holding``),
+    nothing is dropped and :meth:`add` tells when the bound is passed.
 
     One call per packet: the sender stamps it (``last += 1``) and adds it.
     The packets are a list read from ``_start`` (dropping one is moving an
@@ -113,8 +112,8 @@ class PacketLog:
         self.limit = limit
         #: Set while the session is away: everything is kept.
         self.holding = False
-        #: (time, offset): the packets up to offset were sent before time.
-        self._mark: Optional[tuple[float, int]] = None
+        #: The last offset at the client's previous pong.
+        self._mark = 0
 
     def stamp(self) -> str:
         """The offset of the next packet, as sent on the wire."""
@@ -160,18 +159,12 @@ class PacketLog:
             start = 0
         self._start = start
 
-    def expire_older(self, now: float, window: float) -> None:
-        """Drop what was sent more than ``window`` seconds ago, to a tick's
-        precision (called every so often, not per packet; never while away)."""
-        if self.holding:
-            return
-        mark = self._mark
-        if mark is not None and mark[0] <= now - window:
-            self._drop(mark[1])
-            mark = None
-        if mark is None and self.last >= self.first:
-            mark = (now, self.last)
-        self._mark = mark
+    def acknowledged(self) -> None:
+        """The client answered a ping: it has what was sent before the
+        previous answer (sent before that ping), which goes."""
+        if self._mark:
+            self._drop(self._mark)
+        self._mark = self.last
 
     def after(self, offset: int) -> Optional[list[Item]]:
         """Every packet after ``offset``, in order; None when the log cannot
@@ -270,9 +263,6 @@ class Recovery:
         self._away: set[ResumableSession] = set()
         #: Set while this process drains: a session that cannot be parked ends.
         self._draining = False
-        #: Runs while sessions are kept: drops packets older than the window.
-        self._expiring = LoopingCall(self._expire_old_packets)
-        self._expiring.clock = clock
         if park is not None and self.enabled:
             park.serve(self._requested)
 
@@ -293,8 +283,6 @@ class Recovery:
 
     def keep(self, session: ResumableSession) -> None:
         self.store.add(session)
-        if not self._expiring.running:
-            self._expiring.start(self.window / 2, now=False)
 
     def logged(self, session: ResumableSession, item: Item, size: int) -> None:
         """Log the packet just stamped; an away session past its bound ends."""
@@ -306,13 +294,6 @@ class Recovery:
         if not session.ended:
             self.clock.callLater(0, self._expire, session, BUFFER_FULL)
 
-    def _expire_old_packets(self) -> None:
-        """Every half window: live logs drop what is older than the window."""
-        now, window = self.clock.seconds(), self.window
-        for session in self.store:
-            session.log.expire_older(now, window)
-        if not len(self.store):
-            self._expiring.stop()
 
     # -- away and back -------------------------------------------------------
 
@@ -445,8 +426,6 @@ class Recovery:
     def park_all(self) -> Deferred:
         """This process drains: park every session it holds, live or away."""
         self._draining = True
-        if self._expiring.running:
-            self._expiring.stop()
         return DeferredList([self.hand_over(session) for session in self.store if not session.ended])
 
     def take_over(self, pid: object, namespace: str, offset: object, remote: str, auth: dict[str, Any]) -> Deferred:
@@ -499,8 +478,6 @@ class Recovery:
 
     def shutdown(self, reason: str) -> None:
         """This process stops: the sessions away end now (their rooms are told)."""
-        if self._expiring.running:
-            self._expiring.stop()
         for session in list(self._away):
             self._finish(session, reason)
 

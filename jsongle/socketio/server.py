@@ -278,6 +278,13 @@ class SocketIOClient:
         self.log.info("closing {sid}: bad Socket.IO packet ({why})", sid=self.session.sid, why=why)
         self.session.close(PARSE_ERROR)
 
+    def on_pong(self) -> None:
+        """The client has what was sent before its previous pong: resumable logs let it go."""
+        for connection in self.connections.values():
+            resumable = connection.resumable
+            if resumable is not None:
+                resumable.log.acknowledged()
+
     def on_close(self, reason: str) -> None:
         self._cancel_connect_timer()
         connections, self.connections = self.connections, {}

@@ -33,6 +33,18 @@ def said(daemon: Any, pattern: str) -> bool:
     return any(re.search(pattern, line) for line in daemon.lines())
 
 
+def call_sid(caller: Client) -> str:
+    """The sid of the call the caller proposed."""
+    return next(m["jsongle"]["sid"] for m in caller.received if m["jsongle"].get("action") == "session-accept")
+
+
+def poll_metric(daemon: Any, name: str, value: float, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while metric(daemon, name) != value:
+        assert time.monotonic() < deadline, f"{name} is not {value}"
+        time.sleep(0.05)
+
+
 def assert_recovered(puppet: Any, callee: Client, caller: Client, missed: list[str], rid: str) -> None:
     """The callee is back with its session: missed messages once, in order, then live ones."""
     back = puppet.next(callee.name, "connect", timeout=20)
@@ -76,6 +88,12 @@ def test_a_call_survives_a_cut_when_the_client_comes_back_to_the_other_process(
     wait_line(node1, rf"{re.escape(callee.sid)} resumed from .*taken over from another process: 6 missed packet")
     assert metric(node1, 'jsongle_resumes_total{outcome="recovered"}') == 1
     assert metric(node1, "users_count") == 2 and metric(node2, "users_count") == 0
+    # The call in progress (counted where it was accepted, Bob's process) is
+    # counted where Bob is now, and ends there.
+    assert metric(node1, "p2p_count") == 1 and metric(node2, "p2p_count") == 0
+    caller.send("r1", {"action": "session-terminate", "sid": call_sid(caller), "reason": "success"})
+    assert callee.receive()["jsongle"]["action"] == "session-terminate"
+    poll_metric(node1, "p2p_count", 0)
 
 
 def test_the_newest_connection_wins_across_processes(redis_server, daemon_factory, puppet, proxies):

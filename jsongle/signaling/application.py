@@ -120,6 +120,9 @@ class SignalingApplication:
             state["identity"] = member.identity
         if member.claims is not None:
             state["sub"] = member.claims.sub
+        calls = self.context.calls.of(connection.id)
+        if calls:
+            state["calls"] = calls
         return state
 
     def admit_resume(self, state: dict[str, Any], remote: str, auth: dict[str, Any]) -> Any:
@@ -144,6 +147,7 @@ class SignalingApplication:
         connection.state = member
         self.local.add(connection)
         self._metrics.users_count.inc()
+        self.context.calls.take_over(state.get("calls"))
         self.log.info("{sid} taken over from another process ({remote})", sid=connection.id, remote=connection.remote)
 
     def handed_off(self, connection: IConnection) -> None:
@@ -151,6 +155,7 @@ class SignalingApplication:
         still in its rooms (no ``left``); late messages for it follow it."""
         if self.local.retire(connection.id):
             self._metrics.users_count.dec()
+            self.context.calls.hand_over(connection.id)
 
     def forget(self, connection: IConnection) -> None:
         self.local.forget(connection.id)

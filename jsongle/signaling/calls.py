@@ -88,6 +88,25 @@ class Calls:
             del self._by_room[rid]
         self._gauge(call.kind).dec()
 
+    def of(self, connection_id: str) -> list[list[Any]]:
+        """The calls ``connection_id`` takes part in, as JSON-able data (its
+        session goes to another process, which counts them from then on)."""
+        return [
+            [rid, sid, call.kind, [[p.connection_id, p.uid] for p in call.parties]]
+            for (rid, sid), call in self._calls.items()
+            if any(p.connection_id == connection_id for p in call.parties)
+        ]
+
+    def hand_over(self, connection_id: str) -> None:
+        """Stop counting the calls of a connection whose session went elsewhere."""
+        for rid, sid, _, _ in self.of(connection_id):
+            self._end(rid, sid)
+
+    def take_over(self, calls: Any) -> None:
+        """Count the calls of a session taken over from another process (:meth:`of` there)."""
+        for rid, sid, kind, parties in calls if isinstance(calls, list) else ():
+            self.accepted(rid, kind, sid, (RoomMember(cid, uid, {}) for cid, uid in parties))
+
     def from_other_node(self, connection_id: str, message: Any) -> None:
         """A message another process sends to a connection of this one: delivered,
         and watched for the end of a call counted here."""

@@ -113,7 +113,10 @@ def test_the_newest_connection_wins_across_processes(redis_server, daemon_factor
     assert not said(node2, rf"{re.escape(callee.sid)} disconnected")
 
 
-def test_sigterm_mid_call_the_client_resumes_on_the_next_process(redis_server, daemon_factory, puppet, proxies):
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_sigterm_mid_call_the_client_resumes_on_the_next_process(
+    redis_server, daemon_factory, puppet, proxies, transport
+):
     """A rolling restart: the callee's process gets SIGTERM and parks its
     sessions; the caller keeps sending while the callee cannot reconnect
     (kept in Redis under their offsets); then it reaches the other process
@@ -121,7 +124,7 @@ def test_sigterm_mid_call_the_client_resumes_on_the_next_process(redis_server, d
     node1, node2 = start_cluster(daemon_factory, redis_server, 2, resumeWindow="30s", **FAST_PINGS)
     network = proxies(node2.ws_port)
     caller = join(puppet, node1.ws_url, "alice", "alice", transports=["websocket"])
-    callee = join(puppet, network.url, "bob", "bob", transports=["websocket"])
+    callee = join(puppet, network.url, "bob", "bob", transports=[transport])
     call(caller, callee, "r1")
 
     network.retarget(node1.ws_port)

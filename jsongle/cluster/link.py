@@ -11,6 +11,7 @@ The protocol objects come from txredisapi; only this module knows it.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Callable, NamedTuple, Optional, Protocol
 
 import txredisapi
@@ -223,6 +224,8 @@ class RedisLink:
         self._up = False
         #: PUBLISHes fail in streaks (Redis away): each is counted, the first said.
         self._publish_failing = False
+        #: Lua script -> its SHA-1 (EVALSHA).
+        self._digests: dict[str, str] = {}
 
         def subscriber() -> Any:
             protocol = _Subscriber(replyTimeout=None)
@@ -297,15 +300,32 @@ class RedisLink:
         return self._guard(protocol, result)
 
     def script(self, source: str, keys: list[str], args: list[Any]) -> Deferred:
-        """Run a Lua script (EVALSHA, loading it on first use)."""
+        """Run a Lua script (EVALSHA, loading it on first use).
+
+        Its SHA-1 is worked out once per script, not at every call (the
+        scripts are kilobytes: that was a few microseconds per join, leave
+        or message kept for a parked session)."""
         protocol = self._commands.protocol
         if protocol is None:
             return fail(RedisUnavailable("redis is not connected"))
+        digest = self._digests.get(source)
+        if digest is None:
+            digest = self._digests[source] = hashlib.sha1(source.encode("utf-8")).hexdigest()
         try:
-            result = protocol.eval(source, keys, args)
+            if digest in protocol.script_hashes:
+                result = protocol.evalsha(digest, keys, args)
+                result.addErrback(self._load, protocol, source, keys, args)
+            else:
+                result = protocol.eval(source, keys, args)
         except txredisapi.ConnectionError as error:
             return fail(RedisUnavailable(str(error)))
         return self._guard(protocol, result)
+
+    @staticmethod
+    def _load(failure: Any, protocol: Any, source: str, keys: list[str], args: list[Any]) -> Deferred:
+        """Redis forgot the script (SCRIPT FLUSH, a restart): load it again."""
+        failure.trap(txredisapi.ScriptDoesNotExist)
+        return protocol.eval(source, keys, args)
 
     def _guard(self, protocol: Any, result: Deferred) -> Deferred:
         """A Redis that stops answering is as good as gone: drop the

@@ -297,23 +297,27 @@ return 'ok'
 #: Keeps a message for a parked session under its next offset (a session
 #: past its bound stops being alive: the next heartbeat ends it), or, once
 #: taken over, forwards it to the node that holds it now.
-APPEND = _COMMON + r"""
+APPEND = r"""
+local P = 'jsongle:'
 local pid, sid = ARGV[1], ARGV[2]
 local pseudo = '~' .. pid
 local key = P .. 'park:' .. pid
-if redis.call('EXISTS', P .. 'alive:' .. pseudo) == 1 and redis.call('EXISTS', key) == 1 then
+-- alive:~<pid> goes with park:<pid> (claimed, swept) or before it (bound passed).
+if redis.call('EXISTS', P .. 'alive:' .. pseudo) == 1 then
   local n = redis.call('HINCRBY', key, 'last', 1)
   local item = ARGV[3] .. ARGV[4] .. ',"' .. n .. '"]'
-  redis.call('RPUSH', P .. 'parklog:' .. pid, item)
-  redis.call('PEXPIRE', P .. 'parklog:' .. pid, redis.call('PTTL', key))
+  if redis.call('RPUSH', P .. 'parklog:' .. pid, item) == 1 then
+    redis.call('PEXPIRE', P .. 'parklog:' .. pid, redis.call('PTTL', key))
+  end
   if redis.call('HINCRBY', key, 'size', #item) > tonumber(ARGV[5]) then
     redis.call('DEL', P .. 'alive:' .. pseudo)
   end
   return 'kept'
 end
 for _, rid in ipairs(redis.call('SMEMBERS', P .. 'conn:' .. sid)) do
-  local room = load(rid)
-  if room then
+  local raw = redis.call('GET', P .. 'room:' .. rid)
+  if raw then
+    local room = cjson.decode(raw)
     for _, m in ipairs(room.m) do
       if m[1] == sid and string.sub(m[4], 1, 1) ~= '~' then
         redis.call('PUBLISH', P .. 'node:' .. m[4], '{"t":"msg","to":' .. cjson.encode(sid) .. ',"m":' .. ARGV[4] .. '}')

@@ -317,7 +317,7 @@ def main() -> None:
     if options.profile:
         profile = cProfile.Profile()
         profile.runcall(run, count)
-        pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+        pstats.Stats(profile).sort_stats("tottime").print_stats(int(os.environ.get("PROFILE_LINES", "25")))
         return
     best = float("inf")
     for _ in range(5):

@@ -453,7 +453,15 @@ class FastFrameProtocol(WebSocketServerProtocol):
             if kind is NOT_SIMPLE:
                 break
             offset = end
-            self._deliver(payload, kind)
+            if kind:  # binary
+                self.message_received(payload)
+            else:  # what _deliver does, without a call per frame
+                try:
+                    text = payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    self.message_invalid(INVALID_PAYLOAD, "invalid UTF-8 in a text message")
+                    break
+                self.message_received(text)
             if self.state != _OPEN:
                 break
         if offset < size:

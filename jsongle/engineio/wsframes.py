@@ -22,12 +22,15 @@ from typing import Any, Callable, Iterable, Optional, Union
 import txaio
 from autobahn.twisted.util import create_transport_details, peer2str
 from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.util import _is_tls_error, _maybe_tls_reason
 from autobahn.wamp.types import TransportDetails
 from autobahn.websocket.protocol import Timings, TrafficStats, WebSocketProtocol
 from autobahn.websocket.utf8validator import Utf8Validator
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import connectionDone
 from twisted.internet.tcp import Server as TCPServer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 #: FIN set, no reserved bits, text / binary opcode: the only first bytes taken.
 TEXT_FRAME = 0x81
@@ -350,6 +353,14 @@ class FastFrameProtocol(WebSocketServerProtocol):
                 self.openHandshakeTimeout, self.onOpenHandshakeTimeout
             )
         factory.countConnections += 1
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        # Autobahn's, less its four debug lines (it works out their arguments,
+        # the peer and qualified names, whatever the level); a TLS failure is
+        # still logged as an error.
+        if _is_tls_error(reason.value):
+            self.log.error(_maybe_tls_reason(reason.value))
+        self._connectionLost(reason)
 
     def _connectionLost(self, reason: Any) -> None:
         # The server subclass's, without the debug line's arguments.

@@ -11,6 +11,7 @@ Autobahn alone, opened by its own handshake.
 from __future__ import annotations
 
 import struct
+from collections import deque
 
 import pytest
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -437,3 +438,55 @@ def test_write_batch_sends_once_per_turn_in_first_write_order():
     batch.hold(Held("c", log))  # the next turn gets its own flush
     clock.advance(0)
     assert log == ["b", "a", "c"]
+
+
+# -- the lean connection set-up ------------------------------------------------
+
+
+def _made(protocol_class: type) -> WebSocketServerProtocol:
+    """A connection made (not yet upgraded), as the daemon's site makes one."""
+    factory = WebSocketServerFactory()
+    factory.protocol = protocol_class
+    factory.setProtocolOptions(**protocol_options(LIMIT))
+    peer = IPv4Address("TCP", "127.0.0.1", 40000)
+    protocol = factory.buildProtocol(peer)
+    protocol.makeConnection(ServerTransport(peerAddress=peer))
+    return protocol
+
+
+def test_set_up_reads_as_autobahns_own_but_stores_little():
+    """Every attribute Autobahn's set-up gives a connection reads the same on ours
+    (constants from the class, objects made on first use), and ours stores a
+    few attributes where Autobahn's stores about fifty."""
+    reference, ours = _made(Reference), _made(Recorder)
+    stored = len(vars(ours))
+    for name, expected in vars(reference).items():
+        value = getattr(ours, name)
+        if expected is None or isinstance(expected, (bool, int, bytes, str)):
+            assert value == expected, name
+        elif name in ("send_queue", "_valid_events"):
+            assert list(value) == list(expected), name
+        else:
+            assert type(value) is type(expected), name
+    assert ours.peer == reference.peer == "tcp4:127.0.0.1:40000"
+    assert reference.factory.countConnections == ours.factory.countConnections == 1
+    # Options are copied per connection here (a plain factory); the daemon's
+    # factory makes them class attributes too.
+    assert stored - len(Recorder.CONFIG_ATTRS) <= 6 and len(vars(reference)) - len(Reference.CONFIG_ATTRS) >= 30
+
+
+def test_is_open_fires_even_when_first_asked_after_the_open():
+    ours = _made(Recorder)
+    waiting = ours.is_open
+    assert not waiting.called
+    ours.open_upgraded(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="))
+    assert waiting.called
+    assert _open(Recorder, LIMIT)[0].is_open.called
+
+
+def test_autobahns_queued_writes_get_a_queue_of_their_own():
+    first, transport = _open(Recorder, LIMIT)
+    second, _ = _open(Recorder, LIMIT)
+    first.sendData(b"queued", sync=True)
+    assert isinstance(first.send_queue, deque) and b"queued" in transport.value()
+    assert second.send_queue == () and Recorder.send_queue == ()

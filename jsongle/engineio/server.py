@@ -14,6 +14,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.defer import Deferred, succeed
 
 from jsongle.engineio.session import SERVER_SHUTDOWN, TRANSPORT_CLOSE, EngineSession, Transport
+from jsongle.engineio.timers import FixedDelayTimers
 from jsongle.randompool import SessionIds
 
 
@@ -45,6 +46,9 @@ class EngineServer:
         self.ids = ids
         self._on_open = on_open
         self._sessions: dict[str, EngineSession] = {}
+        #: Every session's next ping, and every wait for a pong: one reactor timer each.
+        self.pings = FixedDelayTimers(clock, options.ping_interval / 1000.0)
+        self.ping_timeouts = FixedDelayTimers(clock, options.ping_timeout / 1000.0)
         self._drain_waiters: list[Deferred[None]] = []
 
     def open(self, transport: Transport, remote: str, upgrades: list[str]) -> EngineSession:

@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any, Optional, Protocol
 
 import orjson
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from jsongle.engineio import packet as eio
 from jsongle.engineio.packet import Packet
+from jsongle.engineio.timers import FixedDelayTimers, Timer, cancel
 
 class Transport(Protocol):
     """What a session needs from the transport that carries it."""
@@ -34,6 +35,9 @@ class SessionOwner(Protocol):
 
     options: Any
     clock: IReactorTime
+    #: Shared heartbeat timers: ``pingInterval`` and ``pingTimeout`` after now.
+    pings: FixedDelayTimers
+    ping_timeouts: FixedDelayTimers
 
     def retain(self, session: "EngineSession") -> None: ...
 
@@ -99,7 +103,8 @@ class EngineSession:
         self.upgrading = False
         self.server = server
         self._clock = clock
-        self._timer: Optional[IDelayedCall] = None
+        #: The heartbeat timer under way (the next ping, or the wait for its pong).
+        self._timer: Optional[Timer] = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -114,7 +119,7 @@ class EngineSession:
             "maxPayload": options.max_payload,
         }
         self.transport.send([Packet(eio.OPEN, orjson.dumps(handshake).decode("ascii"))])
-        self._timer = self._clock.callLater(options.ping_interval / 1000.0, self._ping)
+        self._timer = self.server.pings.call_later(self._ping)
 
     def close(self, reason: str = FORCED_CLOSE) -> None:
         """End the session from the server side and tell the listener."""
@@ -131,8 +136,7 @@ class EngineSession:
     def _finish(self, reason: str) -> None:
         self.closed = True
         self.close_reason = reason
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
+        cancel(self._timer)
         self._timer = None
         self.server.forget(self)
         listener, self.listener = self.listener, None
@@ -145,9 +149,7 @@ class EngineSession:
     # -- heartbeat ---------------------------------------------------------
 
     def _ping(self) -> None:
-        self._timer = self._clock.callLater(
-            self.server.options.ping_timeout / 1000.0, self._ping_timed_out
-        )
+        self._timer = self.server.ping_timeouts.call_later(self._ping_timed_out)
         self.transport.send([Packet(eio.PING)])
 
     def _ping_timed_out(self) -> None:
@@ -156,12 +158,8 @@ class EngineSession:
         self.close(PING_TIMEOUT)
 
     def _pong(self) -> None:
-        timer = self._timer
-        if timer is not None and timer.active():
-            timer.cancel()
-        self._timer = self._clock.callLater(
-            self.server.options.ping_interval / 1000.0, self._ping
-        )
+        cancel(self._timer)
+        self._timer = self.server.pings.call_later(self._ping)
         listener = self.listener
         if listener is not None:
             listener.on_pong()

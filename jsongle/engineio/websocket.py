@@ -19,9 +19,10 @@ from jsongle.engineio.backpressure import OutgoingBudget, watch_transport
 from jsongle.engineio.packet import Packet
 from jsongle.engineio.server import EngineServer
 from jsongle.engineio.session import CLIENT_GONE, PARSE_ERROR, TRANSPORT_CLOSE, TRANSPORT_ERROR, EngineSession
-from jsongle.engineio.wsframes import FastFrameProtocol, Message, WriteBatch, protocol_options
+from jsongle.engineio.wsframes import FastFrameProtocol, Message, WriteBatch, frame_header, protocol_options
 
 PROBE = "probe"
+_OPEN = WebSocketServerProtocol.STATE_OPEN
 #: The close code a browser sends when its page is closed or left.
 GOING_AWAY = 1001
 _MESSAGE = eio.MESSAGE.encode("ascii")
@@ -85,7 +86,10 @@ class EngineWebSocketProtocol(FastFrameProtocol):
         try:
             session = self.session
             if session is not None and message[:1] == eio.MESSAGE and type(message) is str:
-                session.receive_message(message[1:])  # the common case, without a Packet
+                # The common case, without a Packet: what session.receive_message does.
+                listener = session.listener
+                if listener is not None:
+                    listener.on_message(message[1:])
                 return
             received = eio.decode(message)
             if session is not None:
@@ -118,7 +122,9 @@ class EngineWebSocketProtocol(FastFrameProtocol):
         )
 
     def send_text(self, message: bytes) -> None:
-        self.send_frame(_MESSAGE, message)
+        # send_frame(_MESSAGE, message), for the one write nearly every message takes.
+        if self.state == _OPEN:
+            self.sendData(b"".join((frame_header(len(message) + 1, False), _MESSAGE, message)))
 
     def close(self, notify: bool = True) -> None:
         self.sendClose(1000)

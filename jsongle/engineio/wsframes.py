@@ -15,14 +15,22 @@ Autobahn would refuse; it only skips the work that does not serve.
 from __future__ import annotations
 
 import struct
+from collections import deque
+from functools import cached_property
 from typing import Any, Callable, Iterable, Optional, Union
 
 import txaio
+from autobahn.twisted.util import create_transport_details, peer2str
 from autobahn.twisted.websocket import WebSocketServerProtocol
-from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.util import _is_tls_error, _maybe_tls_reason
+from autobahn.wamp.types import TransportDetails
+from autobahn.websocket.protocol import Timings, TrafficStats, WebSocketProtocol
+from autobahn.websocket.utf8validator import Utf8Validator
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import connectionDone
 from twisted.internet.tcp import Server as TCPServer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 #: FIN set, no reserved bits, text / binary opcode: the only first bytes taken.
 TEXT_FRAME = 0x81
@@ -37,6 +45,8 @@ NOT_SIMPLE = "not simple"
 INVALID_PAYLOAD = 1007
 
 _OPEN = WebSocketProtocol.STATE_OPEN
+#: The extensions in use once open: none (shared, never appended to once open).
+_NO_EXTENSIONS: tuple[()] = ()
 
 #: The answer to an opening handshake, up to the ``Sec-WebSocket-Accept`` value.
 _SWITCHING_PROTOCOLS = (
@@ -235,9 +245,131 @@ class FastFrameProtocol(WebSocketServerProtocol):
     #: ``sent(size)``): :class:`jsongle.engineio.backpressure.OutgoingBudget`.
     _budget: Optional[Any] = None
 
+    # -- per-connection state, kept small ------------------------------------
+    #
+    # Autobahn gives every connection two futures, an event table, transport
+    # details (peer, pid, TLS channel id) and about thirty attributes set to
+    # the same constants, and evaluates the arguments of its debug lines
+    # (qualified names, colours) whatever the log level. Here the constants
+    # are class attributes (a connection stores only what differs), the
+    # objects are made on first use, which for most connections is never,
+    # and the set-up skips what only served those debug lines.
+
+    _perMessageCompress = None
+    trackedTimings = None
+    state = WebSocketProtocol.STATE_CONNECTING
+    send_state = WebSocketProtocol.SEND_STATE_GROUND
+    data = b""
+    #: Empty until Autobahn queues a write (``sync`` / ``chopsize``): see :meth:`sendData`.
+    send_queue: Any = ()
+    triggered = False
+    wasMaxFramePayloadSizeExceeded = False
+    wasMaxMessagePayloadSizeExceeded = False
+    closedByMe = False
+    failedByMe = False
+    droppedByMe = False
+    wasClean = False
+    wasNotCleanReason = None
+    wasServerConnectionDropTimeout = False
+    wasOpenHandshakeTimeout = False
+    wasCloseHandshakeTimeout = False
+    wasServingFlashSocketPolicyFile = False
+    localCloseCode = None
+    localCloseReason = None
+    remoteCloseCode = None
+    remoteCloseReason = None
+    openHandshakeTimeoutCall = None
+    closeHandshakeTimeoutCall = None
+    autoPingTimeoutCall = None
+    autoPingPending = None
+    autoPingPendingCall = None
+    autoPingPendingSeq = 0
+    autoPingPendingSent = None
+    inside_message = False
+    current_frame = None
+    _valid_events = ("message",)
+
+    def __init__(self) -> None:
+        """Nothing made up front (Autobahn's ``__init__`` makes the futures,
+        the event table and empty transport details: see the properties)."""
+
+    #: Set by :meth:`open_upgraded`: ``is_open``, made later, is made resolved.
+    _opened = False
+
+    @cached_property
+    def is_open(self) -> Any:
+        future = txaio.create_future()
+        if self._opened:
+            txaio.resolve(future, None)
+        return future
+
+    @cached_property
+    def is_closed(self) -> Any:
+        return txaio.create_future()
+
+    @cached_property
+    def _results(self) -> dict[str, Any]:
+        return {"message": None}
+
+    @cached_property
+    def trafficStats(self) -> TrafficStats:
+        return TrafficStats()
+
+    @cached_property
+    def utf8validator(self) -> Utf8Validator:
+        """Only Autobahn's parser uses it (the fast path decodes text itself)."""
+        return Utf8Validator()
+
+    @cached_property
+    def _transport_details(self) -> TransportDetails:
+        details = create_transport_details(self.transport, self.is_server)
+        details.channel_framing = TransportDetails.CHANNEL_FRAMING_WEBSOCKET
+        return details
+
+    @cached_property
+    def peer(self) -> str:
+        """``tcp4:<host>:<port>``, as Autobahn names the peer (its log lines)."""
+        return peer2str(self.transport)
+
+    def connectionMade(self) -> None:
+        try:
+            self.transport.setTcpNoDelay(self.tcpNoDelay)
+        except Exception:  # not TCP (a Unix socket, a test transport)
+            pass
+        self._connectionMade()
+
     def _connectionMade(self) -> None:
+        """What Autobahn's ``WebSocketProtocol._connectionMade`` and its server
+        subclass do, less what the class attributes above already say."""
         self._batch = getattr(self.factory, "write_batch", None)
-        super()._connectionMade()
+        factory = self.factory
+        for name in self.CONFIG_ATTRS:
+            if not hasattr(self, name):
+                setattr(self, name, getattr(factory, name))
+        if self.trackTimings:
+            self.trackedTimings = Timings()
+        if self.openHandshakeTimeout > 0:
+            self.openHandshakeTimeoutCall = factory._batched_timer.call_later(
+                self.openHandshakeTimeout, self.onOpenHandshakeTimeout
+            )
+        factory.countConnections += 1
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        # Autobahn's, less its four debug lines (it works out their arguments,
+        # the peer and qualified names, whatever the level); a TLS failure is
+        # still logged as an error.
+        if _is_tls_error(reason.value):
+            self.log.error(_maybe_tls_reason(reason.value))
+        self._connectionLost(reason)
+
+    def _connectionLost(self, reason: Any) -> None:
+        # The server subclass's, without the debug line's arguments.
+        WebSocketProtocol._connectionLost(self, reason)
+        self.factory.countConnections -= 1
+
+    def _onOpen(self) -> None:
+        # Autobahn's looks up the TLS channel id for its transport details first.
+        self.onOpen()
 
     def open_upgraded(self, accept: bytes) -> None:
         """Answer an opening handshake someone else checked, and open.
@@ -253,19 +385,21 @@ class FastFrameProtocol(WebSocketServerProtocol):
         self.sendData(_SWITCHING_PROTOCOLS + accept + b"\r\n\r\n")
         self.websocket_version = 13
         self.websocket_protocol_in_use = None
-        self.websocket_extensions_in_use = []
+        self.websocket_extensions_in_use = _NO_EXTENSIONS
         self.state = _OPEN
-        timer, self.openHandshakeTimeoutCall = self.openHandshakeTimeoutCall, None
+        timer = self.openHandshakeTimeoutCall
         if timer is not None:
+            self.openHandshakeTimeoutCall = None
             timer.cancel()
-        self.inside_message = False
-        self.current_frame = None
+        # inside_message and current_frame: their class values (no frame yet).
         try:
             self._onOpen()
         except Exception:
             self._log.failure("opening a WebSocket failed")
             self._fail_connection(1011, "internal error")
-        txaio.resolve(self.is_open, None)
+        self._opened = True
+        if "is_open" in self.__dict__:  # someone waits for it
+            txaio.resolve(self.is_open, None)
 
     # -- for subclasses --------------------------------------------------------
 
@@ -330,7 +464,15 @@ class FastFrameProtocol(WebSocketServerProtocol):
             if kind is NOT_SIMPLE:
                 break
             offset = end
-            self._deliver(payload, kind)
+            if kind:  # binary
+                self.message_received(payload)
+            else:  # what _deliver does, without a call per frame
+                try:
+                    text = payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    self.message_invalid(INVALID_PAYLOAD, "invalid UTF-8 in a text message")
+                    break
+                self.message_received(text)
             if self.state != _OPEN:
                 break
         if offset < size:
@@ -369,6 +511,8 @@ class FastFrameProtocol(WebSocketServerProtocol):
         if sync or chopsize or self.send_queue:
             # Autobahn's queued writes: keep their order.
             self.flush_held()
+            if self.send_queue == ():
+                self.send_queue = deque()
             super().sendData(data, sync, chopsize)
         elif held is not None:
             held.append(data)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from twisted.internet.defer import Deferred
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
+from jsongle.deferreds import PENDING, result_now
 from jsongle.interfaces import IActionHandler, IQueryHandler
 from jsongle.jsontext import dumps_bytes
 from jsongle.signaling import errors
@@ -87,13 +88,16 @@ class JoinHandler:
     action = m.IQ_SET
     kind = m.ROOM
 
-    def handle(self, request: Any) -> Deferred:
+    def handle(self, request: Any) -> Union[Deferred, dict[str, Any]]:
         rid = _room_id(request)
         claims = request.member.claims
         if claims is not None and not claims.may_join(rid):
             raise JsongleError(errors.ROOM_NOT_ALLOWED, f"Not allowed in room {rid}")
         joined = request.rooms.join(rid, self.kind, request.member.ref)
-        return joined.addCallback(self._joined, request, rid)
+        result = result_now(joined)
+        if result is PENDING:
+            return joined.addCallback(self._joined, request, rid)
+        return self._joined(result, request, rid)
 
     def _joined(self, result: JoinResult, request: Any, rid: str) -> dict[str, Any]:
         if not result.already:
@@ -118,9 +122,13 @@ class LeaveHandler:
     query = "session-leave"
     action = m.IQ_SET
 
-    def handle(self, request: Any) -> Deferred:
+    def handle(self, request: Any) -> Union[Deferred, dict[str, Any]]:
         rid = _room_id(request)
-        return request.rooms.leave(rid, request.member.connection_id).addCallback(self._left, request)
+        left = request.rooms.leave(rid, request.member.connection_id)
+        result = result_now(left)
+        if result is PENDING:
+            return left.addCallback(self._left, request)
+        return self._left(result, request)
 
     def _left(self, result: LeaveResult, request: Any) -> dict[str, Any]:
         request.announce_leave(result)

@@ -79,8 +79,8 @@ class MessageChecks:
             jsongle = message["jsongle"]
             action = jsongle.get("action")
             is_hello = action == IQ_RESULT and jsongle.get("query") == "session-hello"
-            # 2. registered (hello done)?
-            if not member.registered and not is_hello:
+            # 2. registered (hello done)? (Member.registered, without a property call)
+            if member.uid is None and not is_hello:
                 self._error(member, reply_to, errors.NOT_REGISTERED, NOT_REGISTERED_DETAILS)
                 return
             to = message.get("to")

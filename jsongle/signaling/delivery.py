@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+import orjson
+
 from jsongle.interfaces import IMessageBus
 from jsongle.jsontext import dumps_bytes
 from jsongle.metrics import Metrics
@@ -58,9 +60,12 @@ class Delivery:
         copy["from"] = origin
         metrics = self._metrics
         try:
-            rest = dumps_bytes(copy)[1:]
-        except TypeError:  # binary attachments: each connection encodes its copy
-            rest = None
+            rest = orjson.dumps(copy)[1:]  # what dumps_bytes does first, without a call
+        except TypeError:
+            try:
+                rest = dumps_bytes(copy)[1:]
+            except TypeError:  # binary attachments: each connection encodes its copy
+                rest = None
         addressed = self.local.addressed
         for target in targets:
             here = addressed(target.connection_id) if rest is not None else None

@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from jsongle.deferreds import PENDING, result_now
 from jsongle.metrics import Metrics
 from jsongle.signaling import errors
 from jsongle.signaling.errors import JsongleError
@@ -55,7 +56,11 @@ class Dispatcher:
             self._query_failed(Failure(), request)
             return
         if isinstance(result, Deferred):  # what the room registry answers
-            result.addCallbacks(self._result, self._query_failed, callbackArgs=(request,), errbackArgs=(request,))
+            value = result_now(result)
+            if value is PENDING:
+                result.addCallbacks(self._result, self._query_failed, callbackArgs=(request,), errbackArgs=(request,))
+            else:
+                self._answer(request, IQ_RESULT, value)
         elif isinstance(result, Failure) or iscoroutine(result):
             maybeDeferred(lambda: result).addCallbacks(self._result, self._query_failed, callbackArgs=(request,), errbackArgs=(request,))
         else:

@@ -43,6 +43,15 @@ def invalid(name: str, problem: str) -> str:
 def message_problem(message: Mapping[str, Any], limits: FieldLimits) -> Optional[str]:
     """errorDetails for the first bad id in a message (``jsongle`` already checked), or None."""
     limit = limits.max_id_length
+    get, get_jsongle = message.get, message["jsongle"].get
+    for value in (
+        get("id", _ABSENT), get("to", _ABSENT),
+        get_jsongle("transaction", _ABSENT), get_jsongle("namespace", _ABSENT), get_jsongle("sid", _ABSENT),
+    ):
+        if value is not _ABSENT and not (value.__class__ is str and 0 < len(value) <= limit):
+            break
+    else:
+        return None  # every message a client sends: all absent or fine
     for source, names in ((message, ENVELOPE_IDS), (message["jsongle"], JSONGLE_IDS)):
         for name in names:
             value = source.get(name, _ABSENT)

@@ -32,11 +32,12 @@ from itertools import accumulate
 from typing import Any, Callable, Optional, Union
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from jsongle.engineio.session import PING_TIMEOUT, TRANSPORT_CLOSE
+from jsongle.engineio.timers import FixedDelayTimers, Timer, cancel
 from jsongle.interfaces import ISessionPark, ISessionStore, ParkedSession
 from jsongle.randompool import SessionIds
 
@@ -192,7 +193,7 @@ class ResumableSession:
         self.log = PacketLog(limit)
         #: Why its transport was lost, while it is away; None while live.
         self.away_reason: Optional[str] = None
-        self.timer: Optional[IDelayedCall] = None
+        self.timer: Optional[Timer] = None
         #: Set once it ended for good (disconnect, kick, window passed, handed
         #: to another process).
         self.ended = False
@@ -263,6 +264,8 @@ class Recovery:
         self._away: set[ResumableSession] = set()
         #: Set while this process drains: a session that cannot be parked ends.
         self._draining = False
+        #: The away sessions' windows: one delay for all, so one reactor timer.
+        self._windows = FixedDelayTimers(clock, window)
         if park is not None and self.enabled:
             park.serve(self._requested)
 
@@ -304,7 +307,7 @@ class Recovery:
         session.away_reason = reason
         session.log.holding = True
         self._away.add(session)
-        session.timer = self.clock.callLater(self.window, self._expire, session, WINDOW_PASSED)
+        session.timer = self._windows.call_later(lambda: self._expire(session, WINDOW_PASSED))
         self.log.info(
             "{sid} away ({reason}): resumable for {window:g}s", sid=session.connection.id, reason=reason, window=self.window
         )
@@ -339,8 +342,7 @@ class Recovery:
     @staticmethod
     def _cancel_timer(session: ResumableSession) -> None:
         timer, session.timer = session.timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+        cancel(timer)
 
     def outcome(self, outcome: str) -> None:
         try:
@@ -421,7 +423,7 @@ class Recovery:
         if self._draining:
             self._finish(session, "server shutdown")
         elif session.away_reason is not None and session.timer is None:
-            session.timer = self.clock.callLater(self.window, self._expire, session, WINDOW_PASSED)
+            session.timer = self._windows.call_later(lambda: self._expire(session, WINDOW_PASSED))
 
     def park_all(self) -> Deferred:
         """This process drains: park every session it holds, live or away."""

@@ -252,14 +252,21 @@ class SocketIOClient:
     # -- Engine.IO listener ------------------------------------------------
 
     def on_message(self, data: Any) -> None:
-        if data.__class__ is str and sio.is_plain_event(data) and self._reassembler.idle:
-            # Nearly every packet: straight to the application, no Packet built.
+        if data.__class__ is str and data[:2] == "2[" and self._reassembler.idle:
+            # Nearly every packet (sio.is_plain_event): straight to the
+            # application, no Packet built; what _event and call do, inline.
             try:
                 args = sio.plain_event_args(data)
             except sio.PacketError as exc:
                 self._bad_packet(exc)
                 return
-            self._event(self.connections.get("/"), args, None, len(data) if data.isascii() else len(data.encode("utf-8")))
+            connection = self.connections.get("/")
+            if connection is not None and connection.accepted:
+                connection.received_size = len(data) if data.isascii() else len(data.encode("utf-8"))
+                try:
+                    connection.application.event(connection, args[0], args[1:], None)
+                except Exception:
+                    self.server.log.failure("application {method} failed", method="event")
             return
         if isinstance(data, str):
             self._received += len(data) if data.isascii() else len(data.encode("utf-8"))

@@ -64,15 +64,33 @@ def test_a_pong_lets_go_of_what_was_sent_before_the_previous_one():
     assert len(log) == 1 and log.first == 3 and log.after(2) == [b"y" * 10]
     log.acknowledged()
     assert len(log) == 0 and log.first == 4 and log.after(3) == []
-    log.holding = True  # away: no pong comes; everything stays
+    log.hold(True)  # away: no pong comes; everything stays
     log.stamp()
     log.add(b"z" * 10, 10)
     assert log.after(3) == [b"z" * 10]
 
 
+def test_a_live_log_keeps_what_may_be_in_flight_and_an_away_one_up_to_its_limit():
+    from jsongle.socketio.recovery import LIVE_BOUND
+
+    log = PacketLog(limit=8 * LIVE_BOUND)
+    packet = b"p" * 1000
+    for _ in range(2 * LIVE_BOUND // 1000):
+        log.stamp()
+        log.add(packet, len(packet))
+    assert LIVE_BOUND // 2 <= log.size <= LIVE_BOUND
+    log.hold(True)  # away: up to the session's limit
+    crossed = []
+    for _ in range(8 * LIVE_BOUND // 1000):
+        log.stamp()
+        crossed.append(log.add(packet, len(packet)))
+    assert crossed.count(True) == 1 and log.size > 8 * LIVE_BOUND
+    assert log.after(log.first - 1) is not None and len(log) == log.last - log.first + 1
+
+
 def test_an_away_log_keeps_everything_and_says_when_it_passes_its_bound():
     log = PacketLog(limit=25)
-    log.holding = True
+    log.hold(True)
     results = []
     for _ in range(4):
         log.stamp()

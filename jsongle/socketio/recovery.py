@@ -64,6 +64,14 @@ Item = Union[bytes, list[Any]]
 
 _MAX_OFFSET_DIGITS = 15
 
+#: What a live session's log keeps at most, in bytes. A client that loses
+#: its transport can have missed only what was in flight then (the rest it
+#: acknowledged with its pongs): what a link holds unacknowledged, well under
+#: this for signaling. Past it, the older half goes; a client that missed
+#: more gets a fresh session, never a gap. Kept small because every copy
+#: kept is memory held that would otherwise be freed at once.
+LIVE_BOUND = 128 * 1024
+
 
 def parse_offset(value: object) -> Optional[int]:
     """The offset a client sent back, or None when it is not one of ours.
@@ -90,8 +98,8 @@ class PacketLog:
     While the session is live, what its client acknowledged goes (a pong
     answers a ping sent after every packet before the previous pong: TCP
     and the Engine.IO queue keep them in order), and the older half of its
-    bytes when the byte bound is passed; while it is away (``holding``),
-    nothing is dropped and :meth:`add` tells when the bound is passed.
+    bytes when :data:`LIVE_BOUND` is passed; while it is away (``holding``),
+    nothing is dropped and :meth:`add` tells when ``limit`` is passed.
 
     One call per packet: the sender stamps it (``last += 1``) and adds it.
     The packets are a list read from ``_start`` (dropping one is moving an
@@ -99,7 +107,7 @@ class PacketLog:
     empty list.
     """
 
-    __slots__ = ("_items", "_start", "first", "last", "size", "limit", "holding", "_mark")
+    __slots__ = ("_items", "_start", "first", "last", "size", "limit", "bound", "holding", "_mark")
 
     def __init__(self, limit: int = 1 << 20) -> None:
         #: ``_items[_start:]`` are the packets of offsets ``first``..``last``.
@@ -109,8 +117,10 @@ class PacketLog:
         #: The last offset given.
         self.last = 0
         self.size = 0
-        #: The byte bound.
+        #: The byte bound while away (``resumeBufferBytes``).
         self.limit = limit
+        #: The bound that applies now: the live one, or ``limit`` while away.
+        self.bound = min(limit, LIVE_BOUND)
         #: Set while the session is away: everything is kept.
         self.holding = False
         #: The last offset at the client's previous pong.
@@ -126,11 +136,16 @@ class PacketLog:
         away session's log past its bound."""
         self._items.append(item)
         self.size += size
-        if self.size > self.limit:
+        if self.size > self.bound:
             if self.holding:
-                return self.size - size <= self.limit
+                return self.size - size <= self.bound
             self._halve()
         return False
+
+    def hold(self, holding: bool) -> None:
+        """Away (keep everything, up to ``limit``), or live again."""
+        self.holding = holding
+        self.bound = self.limit if holding else min(self.limit, LIVE_BOUND)
 
     def _halve(self) -> None:
         """A live log past its bound: the older half of its bytes go at once
@@ -139,7 +154,7 @@ class PacketLog:
         del items[:self._start]
         # Running totals from the front; the cut is where the older half ends.
         totals = list(accumulate(map(item_size, items)))
-        cut = min(bisect_left(totals, self.size - self.limit // 2) + 1, len(items))
+        cut = min(bisect_left(totals, self.size - self.bound // 2) + 1, len(items))
         self.size -= totals[cut - 1]
         self.first += cut
         del items[:cut]
@@ -305,7 +320,7 @@ class Recovery:
         if session.ended or session.parked or session.away_reason is not None:
             return
         session.away_reason = reason
-        session.log.holding = True
+        session.log.hold(True)
         self._away.add(session)
         session.timer = self._windows.call_later(lambda: self._expire(session, WINDOW_PASSED))
         self.log.info(
@@ -336,7 +351,7 @@ class Recovery:
         self._cancel_timer(session)
         if session.away_reason is not None:
             session.away_reason = None
-            session.log.holding = False
+            session.log.hold(False)
             self._away.discard(session)
 
     @staticmethod

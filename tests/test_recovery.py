@@ -525,3 +525,19 @@ def test_a_full_server_still_lets_its_own_members_back():
     server.on_engine_open(back)
     back.receive("0" + json.dumps({"appToken": "t", "pid": reply["pid"], "offset": "1"}))
     assert json.loads(back.take()[0][1:])["sid"] == reply["sid"]
+
+
+def test_a_log_with_binary_attachments_counts_their_bytes_when_halved():
+    from jsongle.socketio.recovery import item_size
+
+    log = PacketLog(limit=1 << 20)
+    log.bound = 100
+    log.stamp()
+    log.mixed = True  # as Recovery.logged marks it
+    attached = ['451-["jsongle",{"_placeholder":true,"num":0}]', b"\x00" * 40]
+    log.add(attached, item_size(attached))
+    for _ in range(3):
+        log.stamp()
+        log.add(b"t" * 10, 10)
+    # Past 100 bytes: the older half goes, the attachment counted in bytes, not as 2 items.
+    assert item_size(attached) == 85 and log.first == 2 and log.size == 30

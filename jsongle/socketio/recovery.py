@@ -107,7 +107,7 @@ class PacketLog:
     empty list.
     """
 
-    __slots__ = ("_items", "_start", "first", "last", "size", "limit", "bound", "holding", "_mark")
+    __slots__ = ("_items", "_start", "first", "last", "size", "limit", "bound", "holding", "mixed", "_mark")
 
     def __init__(self, limit: int = 1 << 20) -> None:
         #: ``_items[_start:]`` are the packets of offsets ``first``..``last``.
@@ -123,6 +123,8 @@ class PacketLog:
         self.bound = min(limit, LIVE_BOUND)
         #: Set while the session is away: everything is kept.
         self.holding = False
+        #: Set once a packet with binary attachments (a list) was kept.
+        self.mixed = False
         #: The last offset at the client's previous pong.
         self._mark = 0
 
@@ -153,7 +155,7 @@ class PacketLog:
         items = self._items
         del items[:self._start]
         # Running totals from the front; the cut is where the older half ends.
-        totals = list(accumulate(map(item_size, items)))
+        totals = list(accumulate(map(item_size if self.mixed else len, items)))
         cut = min(bisect_left(totals, self.size - self.bound // 2) + 1, len(items))
         self.size -= totals[cut - 1]
         self.first += cut
@@ -304,6 +306,8 @@ class Recovery:
 
     def logged(self, session: ResumableSession, item: Item, size: int) -> None:
         """Log the packet just stamped; an away session past its bound ends."""
+        if item.__class__ is not bytes:
+            session.log.mixed = True
         if session.log.add(item, size):
             self.over(session)
 

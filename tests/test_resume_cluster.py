@@ -45,6 +45,19 @@ def poll_metric(daemon: Any, name: str, value: float, timeout: float = 10.0) -> 
         time.sleep(0.05)
 
 
+def call_across(
+    redis_server: Any, daemon_factory: Any, puppet: Any, proxies: Any, window: str = "30s", transport: str = "websocket"
+) -> tuple[Any, Any, Any, Client, Client]:
+    """Two processes on one Redis; Alice on the first, Bob on the second
+    behind the network proxy; a call between them in room r1."""
+    node1, node2 = start_cluster(daemon_factory, redis_server, 2, resumeWindow=window, **FAST_PINGS)
+    network = proxies(node2.ws_port)
+    caller = join(puppet, node1.ws_url, "alice", "alice", transports=["websocket"])
+    callee = join(puppet, network.url, "bob", "bob", transports=[transport])
+    call(caller, callee, "r1")
+    return node1, node2, network, caller, callee
+
+
 def assert_recovered(puppet: Any, callee: Client, caller: Client, missed: list[str], rid: str) -> None:
     """The callee is back with its session: missed messages once, in order, then live ones."""
     back = puppet.next(callee.name, "connect", timeout=20)
@@ -71,11 +84,7 @@ def assert_recovered(puppet: Any, callee: Client, caller: Client, missed: list[s
 def test_a_call_survives_a_cut_when_the_client_comes_back_to_the_other_process(
     redis_server, daemon_factory, puppet, proxies, transport
 ):
-    node1, node2 = start_cluster(daemon_factory, redis_server, 2, resumeWindow="30s", **FAST_PINGS)
-    network = proxies(node2.ws_port)
-    caller = join(puppet, node1.ws_url, "alice", "alice", transports=["websocket"])
-    callee = join(puppet, network.url, "bob", "bob", transports=[transport])
-    call(caller, callee, "r1")
+    node1, node2, network, caller, callee = call_across(redis_server, daemon_factory, puppet, proxies, transport=transport)
 
     network.cut(down=True)
     wait_line(node2, rf"{re.escape(callee.sid)} lost its transport")
@@ -101,11 +110,7 @@ def test_the_newest_connection_wins_across_processes(redis_server, daemon_factor
     client is back on the other process while the first still holds a live
     transport. The first lets go of it (closed, no ``left``), the second
     takes the session; the old transport's ping timeout changes nothing."""
-    node1, node2 = start_cluster(daemon_factory, redis_server, 2, resumeWindow="30s", **FAST_PINGS)
-    network = proxies(node2.ws_port)
-    caller = join(puppet, node1.ws_url, "alice", "alice", transports=["websocket"])
-    callee = join(puppet, network.url, "bob", "bob", transports=["websocket"])
-    call(caller, callee, "r1")
+    node1, node2, network, caller, callee = call_across(redis_server, daemon_factory, puppet, proxies)
     network.retarget(node1.ws_port)
     network.cut(client_side_only=True)
     assert_recovered(puppet, callee, caller, [], "r1")
@@ -121,11 +126,7 @@ def test_sigterm_mid_call_the_client_resumes_on_the_next_process(
     sessions; the caller keeps sending while the callee cannot reconnect
     (kept in Redis under their offsets); then it reaches the other process
     and carries on."""
-    node1, node2 = start_cluster(daemon_factory, redis_server, 2, resumeWindow="30s", **FAST_PINGS)
-    network = proxies(node2.ws_port)
-    caller = join(puppet, node1.ws_url, "alice", "alice", transports=["websocket"])
-    callee = join(puppet, network.url, "bob", "bob", transports=[transport])
-    call(caller, callee, "r1")
+    node1, node2, network, caller, callee = call_across(redis_server, daemon_factory, puppet, proxies, transport=transport)
 
     network.retarget(node1.ws_port)
     network.down()  # no new connection gets through for now
@@ -141,11 +142,7 @@ def test_sigterm_mid_call_the_client_resumes_on_the_next_process(
 
 
 def test_a_parked_session_whose_window_passes_leaves_from_a_survivor(redis_server, daemon_factory, puppet, proxies):
-    node1, node2 = start_cluster(daemon_factory, redis_server, 2, resumeWindow="2s", **FAST_PINGS)
-    network = proxies(node2.ws_port)
-    caller = join(puppet, node1.ws_url, "alice", "alice", transports=["websocket"])
-    callee = join(puppet, network.url, "bob", "bob", transports=["websocket"])
-    call(caller, callee, "r1")
+    node1, node2, network, caller, callee = call_across(redis_server, daemon_factory, puppet, proxies, window="2s")
     network.retarget(node1.ws_port)
     network.down()
     node2.signal(signal.SIGTERM)

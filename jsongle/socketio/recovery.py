@@ -85,11 +85,20 @@ def parse_offset(value: object) -> Optional[int]:
     return None
 
 
+def encoded_size(items: list[Any]) -> int:
+    """Bytes of encoded Engine.IO messages (UTF-8 text, binary attachments)."""
+    size = 0
+    for item in items:
+        if isinstance(item, str):
+            size += len(item) if item.isascii() else len(item.encode("utf-8"))
+        else:
+            size += len(item)
+    return size
+
+
 def item_size(item: Item) -> int:
     """Encoded bytes of a logged packet."""
-    if item.__class__ is bytes:
-        return len(item)
-    return sum(len(part) if isinstance(part, (bytes, bytearray)) else len(part.encode("utf-8")) for part in item)
+    return len(item) if item.__class__ is bytes else encoded_size(item)  # type: ignore[arg-type]
 
 
 class PacketLog:

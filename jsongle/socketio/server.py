@@ -20,22 +20,13 @@ from jsongle.interfaces import ConnectRefused, IConnection, ISocketApplication
 from jsongle.randompool import SessionIds
 from jsongle.socketio import packet as sio
 from jsongle.socketio.packet import Packet
-from jsongle.socketio.recovery import RECOVERED, REFUSED, RESUMABLE, UNKNOWN, Item, Recovery, ResumableSession, disabled_recovery
+from jsongle.socketio.recovery import (
+    RECOVERED, REFUSED, RESUMABLE, UNKNOWN, Item, Recovery, ResumableSession, disabled_recovery, encoded_size,
+)
 
 CLIENT_DISCONNECT = "client namespace disconnect"
 SERVER_DISCONNECT = "server namespace disconnect"
 INVALID_NAMESPACE = "Invalid namespace"
-
-
-def encoded_size(items: list[Any]) -> int:
-    """Bytes of encoded Engine.IO messages (UTF-8 text, binary attachments)."""
-    size = 0
-    for item in items:
-        if isinstance(item, str):
-            size += len(item) if item.isascii() else len(item.encode("utf-8"))
-        else:
-            size += len(item)
-    return size
 
 
 @implementer(IConnection)

@@ -15,8 +15,9 @@ five runs.
     .venv/bin/python bench/inprocess.py churn
     .venv/bin/python bench/inprocess.py session
 
-``relay``: one pair in a P2P room, the sender's frames in reads of
-``--window`` messages, the copies checked; per relayed message. ``churn``:
+``relay``: one pair in a P2P room (``--pairs N``: N pairs taking turns),
+the sender's frames in reads of ``--window`` messages, the copies checked;
+per relayed message. ``churn``:
 50 clients, each a join and a leave per cycle; per cycle. ``session``: the
 upgrade request through Twisted Web, the Engine.IO open, the Socket.IO
 CONNECT with the appToken, the hello, a join and the close handshake; per
@@ -216,35 +217,44 @@ class Server:
         })
 
 
-def relay(server: Server, payload: str, window: int) -> tuple[str, Callable[[int], None]]:
-    (alice, alice_sid), (bob, bob_sid) = server.registered(), server.registered()
-    for connection, sid in ((alice, alice_sid), (bob, bob_sid)):
-        (answer,) = jsongle_messages(server.send(connection, server.query(sid, "session-join", "bench-room")))
-        assert answer["jsongle"]["action"] == "iq-result", answer
-    alice.take()
+def relay(server: Server, payload: str, window: int, pairs: int = 1) -> tuple[str, Callable[[int], None]]:
+    """``pairs`` pairs, each in a P2P room of its own, take turns: the
+    sessions' buffers and logs add up as they do in a server with that many
+    calls."""
     if payload == "ice":
         action = "transport-info"
         description: dict[str, Any] = {"candidate": {"candidate": ICE_CANDIDATE, "sdpMid": "0", "sdpMLineIndex": 0}}
     else:
         action = "session-initiate"
         description = {"offer": {"type": "offer", "sdp": SDP_LINE * 60}, "media": ["audio", "video"]}
-    message = {
-        "id": "m1", "from": alice_sid, "to": "bench-room",
-        "jsongle": {"action": action, "sid": "call-1", "initiator": alice_sid, "responder": bob_sid,
-                    "description": {"ts": 1764064800.123, **description}},
-    }
-    read = event(message) * window
-    copies = jsongle_messages(server.send(alice, read)) + jsongle_messages(bob.take())
-    assert [copy["jsongle"]["action"] for copy in copies] == [action] * window, copies[:1]
+    lanes = []
+    for pair in range(pairs):
+        (alice, alice_sid), (bob, bob_sid) = server.registered(), server.registered()
+        room = f"bench-room-{pair}"
+        for connection, sid in ((alice, alice_sid), (bob, bob_sid)):
+            (answer,) = jsongle_messages(server.send(connection, server.query(sid, "session-join", room)))
+            assert answer["jsongle"]["action"] == "iq-result", answer
+        alice.take()
+        message = {
+            "id": "m1", "from": alice_sid, "to": room,
+            "jsongle": {"action": action, "sid": f"call-{pair}", "initiator": alice_sid, "responder": bob_sid,
+                        "description": {"ts": 1764064800.123, **description}},
+        }
+        read = event(message) * window
+        copies = jsongle_messages(server.send(alice, read)) + jsongle_messages(bob.take())
+        assert [copy["jsongle"]["action"] for copy in copies] == [action] * window, copies[:1]
+        lanes.append((alice, bob, read))
 
     def run(count: int) -> None:
-        for _ in range(count // window):
-            alice.protocol.dataReceived(read)
-            server.turn()
-            alice.written.clear()
-            bob.written.clear()
+        for _ in range(max(1, count // (window * pairs))):
+            for alice, bob, read in lanes:
+                alice.protocol.dataReceived(read)
+                server.turn()
+                alice.written.clear()
+                bob.written.clear()
 
-    return f"relayed {payload} message ({len(read) // window}-byte frame, window {window})", run
+    size = len(lanes[0][2]) // window
+    return f"relayed {payload} message ({size}-byte frame, window {window}, {pairs} pair(s))", run
 
 
 def churn(server: Server, clients: int = 50) -> tuple[str, Callable[[int], None]]:
@@ -299,13 +309,14 @@ def main() -> None:
     parser.add_argument("scenario", choices=("relay", "churn", "session"))
     parser.add_argument("--payload", choices=("ice", "sdp"), default="ice")
     parser.add_argument("--window", type=int, default=32)
+    parser.add_argument("--pairs", type=int, default=1, help="relay: pairs taking turns (default 1)")
     parser.add_argument("--count", type=int, help="operations per run (default: about half a second's worth)")
     parser.add_argument("--resume", action="store_true", help="every client connects with resume: true")
     parser.add_argument("--profile", action="store_true")
     options = parser.parse_args()
     server = Server(resume=options.resume)
     if options.scenario == "relay":
-        what, run = relay(server, options.payload, max(1, options.window))
+        what, run = relay(server, options.payload, max(1, options.window), max(1, options.pairs))
         count = options.count or 20000
     elif options.scenario == "churn":
         what, run = churn(server)

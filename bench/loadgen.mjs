@@ -104,12 +104,13 @@ const CLK_TCK = (() => {
   }
 })();
 
-function procCpuSeconds(pid) {
+/** A process's CPU seconds in user and kernel mode, and its minor page faults. */
+function procCpu(pid) {
   if (!pid) return null;
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK; // utime + stime
+    return { user: Number(fields[11]) / CLK_TCK, system: Number(fields[12]) / CLK_TCK, faults: Number(fields[7]) };
   } catch {
     return null;
   }
@@ -130,7 +131,7 @@ class CpuWindow {
   constructor(pid) {
     this.pid = pid;
     this.wall = performance.now();
-    this.server = procCpuSeconds(pid);
+    this.server = procCpu(pid);
     this.self = process.cpuUsage();
   }
 
@@ -138,10 +139,16 @@ class CpuWindow {
     const wall = (performance.now() - this.wall) / 1000;
     const self = process.cpuUsage(this.self);
     const generator = (self.user + self.system) / 1e6 / wall;
-    const end = procCpuSeconds(this.pid);
-    const server = this.server !== null && end !== null ? (end - this.server) / wall : null;
+    const end = procCpu(this.pid);
+    const start = this.server;
+    const known = start !== null && end !== null;
+    const server = known ? (end.user + end.system - start.user - start.system) / wall : null;
     return {
       server_cpu: server === null ? null : round(server, 3),
+      // The kernel's share (sockets, polling) and page faults per second:
+      // where a change moves cost between our code and the system.
+      server_system_cpu: known ? round((end.system - start.system) / wall, 3) : null,
+      server_faults_per_s: known ? Math.round((end.faults - start.faults) / wall) : null,
       generator_cpu: round(generator, 3),
       // A generator near a full core measures itself, not the server.
       generator_saturated: generator >= 0.9,

@@ -23,6 +23,7 @@ from twisted.web.server import Site
 
 from jsongle.config import Config, ConfigError, load_config
 from jsongle.dates import IsoDates
+from jsongle.engineio.pollturns import PollTurns
 from jsongle.engineio.resource import engineio_site
 from jsongle.engineio.server import EngineOptions, EngineServer
 from jsongle.logs import ConsoleLevel
@@ -117,6 +118,7 @@ class Signaling:
     def __init__(
         self, config: Config, clock: IReactorTime, handlers: HandlerSet, registry: Optional[CollectorRegistry] = None,
         tokens: Optional[TokenVerifier] = None, ice_servers: Optional[IceServers] = None,
+        turns: Optional[PollTurns] = None,
     ) -> None:
         self.config = config
         self.metrics = metrics = Metrics(registry or CollectorRegistry())
@@ -165,6 +167,7 @@ class Signaling:
             clock,
             self.socketio.on_engine_open,
             ids,
+            turns,
         )
         metrics.watch_sessions(self.engine.__len__)
 
@@ -422,7 +425,10 @@ def makeService(options: Options) -> service.IService:
     from twisted.internet import reactor
 
     config: Config = options.config
-    signaling = Signaling(config, reactor, options.handlers, tokens=options.tokens, ice_servers=options.ice_servers)
+    signaling = Signaling(
+        config, reactor, options.handlers, tokens=options.tokens, ice_servers=options.ice_servers,
+        turns=PollTurns.install(reactor),
+    )
     from jsongle.logfile import LogFile
 
     masked = [config.app_token, getattr(config, "admin_token", ""), config.jwt_secret, config.turn_secret, signaling.self_check]

@@ -112,3 +112,38 @@ def test_twistd_default_log_observer():
     check("twistd's application runner", twistd._SomeApplicationRunner, ["loggerFactory"])
     logger = twistd._SomeApplicationRunner.loggerFactory({"logger": None, "nodaemon": True, "logfile": None, "syslog": False, "prefix": "twisted"})
     check("twistd's AppLogger", logger, ["_getLogObserver"])
+
+
+@pytest_twisted.inlineCallbacks
+def test_twisted_epoll_poll_step():
+    """pollturns.PollTurns runs the epoll reactor's poll step itself: reads
+    still arrive, a failing protocol does not stop the loop, and what asked
+    to follow a poll's events runs after them."""
+    from twisted.internet.epollreactor import EPollReactor
+
+    from jsongle.engineio.pollturns import PollTurns
+
+    assert isinstance(reactor, EPollReactor), "the tests no longer run on the epoll reactor"
+    check("twisted.internet.epollreactor.EPollReactor", reactor, ["_poller", "_selectables", "_doReadOrWrite", "doPoll"])
+    turns = PollTurns.install(reactor)
+    assert turns is not None and reactor.doIteration == turns.poll
+    assert PollTurns.install(reactor) is None  # already taken over: not twice
+    seen: list[tuple[str, bytes, bool]] = []
+    got: defer.Deferred = defer.Deferred()
+
+    class Reader(protocol.Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            seen.append(("read", data, turns.dispatching))
+            turns.after_events(lambda: seen.append(("after", b"", turns.dispatching)) or got.callback(None))
+
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(Reader), interface="127.0.0.1")
+    try:
+        client = yield protocol.ClientCreator(reactor, protocol.Protocol).connectTCP("127.0.0.1", port.getHost().port)
+        client.transport.write(b"ping")
+        yield got
+        assert seen == [("read", b"ping", True), ("after", b"", False)]
+        client.transport.loseConnection()
+    finally:
+        del reactor.doIteration  # Twisted's own step again
+        yield port.stopListening()
+    assert reactor.doIteration.__func__ is EPollReactor.doPoll

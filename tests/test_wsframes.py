@@ -440,6 +440,30 @@ def test_write_batch_sends_once_per_turn_in_first_write_order():
     assert log == ["b", "a", "c"]
 
 
+
+def test_write_batch_leaves_at_the_end_of_the_polls_events_when_the_poll_is_ours():
+    from twisted.internet.task import Clock
+
+    from jsongle.engineio.pollturns import PollTurns
+    from jsongle.engineio.wsframes import WriteBatch
+
+    clock = Clock()
+    turns = PollTurns(reactor=None)
+    batch = WriteBatch(clock, turns)
+    log: list[str] = []
+    turns.dispatching = True  # a read being handled
+    batch.hold(Held("a", log))
+    batch.hold(Held("b", log))
+    assert log == [] and not clock.getDelayedCalls()  # no timer: the poll's end sends
+    turns.dispatching = False
+    (after,) = turns._after
+    after()
+    assert log == ["a", "b"]
+    batch.hold(Held("c", log))  # written by a timer, outside the poll's events
+    assert len(clock.getDelayedCalls()) == 1
+    clock.advance(0)
+    assert log == ["a", "b", "c"]
+
 # -- the lean connection set-up ------------------------------------------------
 
 

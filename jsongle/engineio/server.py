@@ -13,6 +13,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from twisted.internet.defer import Deferred, succeed
 
+from jsongle.engineio.pollturns import PollTurns
 from jsongle.engineio.session import SERVER_SHUTDOWN, TRANSPORT_CLOSE, EngineSession, Transport
 from jsongle.engineio.timers import FixedDelayTimers
 from jsongle.randompool import SessionIds
@@ -40,9 +41,13 @@ class EngineServer:
         clock: IReactorTime,
         on_open: Callable[[EngineSession], None],
         ids: SessionIds,
+        turns: Optional[PollTurns] = None,
     ) -> None:
         self.options = options
         self.clock = clock
+        #: The reactor's poll step when it is ours: WebSocket frames leave at
+        #: the end of its events (None: by a ``callLater(0)``).
+        self.turns = turns
         self.ids = ids
         self._on_open = on_open
         self._sessions: dict[str, EngineSession] = {}

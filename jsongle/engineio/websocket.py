@@ -186,7 +186,7 @@ class EngineWebSocketFactory(WebSocketServerFactory):
     def __init__(self, engine: EngineServer) -> None:
         super().__init__()
         self.engine = engine
-        self.write_batch = WriteBatch(engine.clock)
+        self.write_batch = WriteBatch(engine.clock, engine.turns)
         self.setProtocolOptions(**protocol_options(engine.options.max_payload))
 
     def resetProtocolOptions(self) -> None:

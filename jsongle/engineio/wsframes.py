@@ -26,11 +26,13 @@ from autobahn.util import _is_tls_error, _maybe_tls_reason
 from autobahn.wamp.types import TransportDetails
 from autobahn.websocket.protocol import Timings, TrafficStats, WebSocketProtocol
 from autobahn.websocket.utf8validator import Utf8Validator
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.internet.tcp import Server as TCPServer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+from jsongle.engineio.pollturns import PollTurns
 
 #: FIN set, no reserved bits, text / binary opcode: the only first bytes taken.
 TEXT_FRAME = 0x81
@@ -161,26 +163,34 @@ class WriteBatch:
     unregistering it: three system calls and a poll per connection written
     to. Held here, every connection's frames of the turn (a relay, its ack,
     the copies of several reads) leave in one ``send`` each as soon as the
-    turn's reads are handled (a ``callLater(0)`` runs before the next poll),
-    through :func:`write_now`.
+    turn's reads are handled, through :func:`write_now`: at the end of the
+    poll's events when ``turns`` (the reactor's :class:`PollTurns`) is
+    handling them, otherwise (a timer wrote) by a ``callLater(0)``, which runs
+    before the next poll.
     """
 
-    __slots__ = ("clock", "dirty", "_call")
+    __slots__ = ("clock", "turns", "dirty", "_scheduled")
 
-    def __init__(self, clock: IReactorTime) -> None:
+    def __init__(self, clock: IReactorTime, turns: Optional[PollTurns] = None) -> None:
         self.clock = clock
+        self.turns = turns
         #: Connections holding frames, in the order they got their first.
         self.dirty: list["FastFrameProtocol"] = []
-        self._call: Optional[IDelayedCall] = None
+        self._scheduled = False
 
     def hold(self, protocol: "FastFrameProtocol") -> None:
         """``protocol`` has its first frame of this turn: send it with the rest."""
         self.dirty.append(protocol)
-        if self._call is None:
-            self._call = self.clock.callLater(0, self.flush)
+        if not self._scheduled:
+            self._scheduled = True
+            turns = self.turns
+            if turns is not None and turns.dispatching:
+                turns.after_events(self.flush)
+            else:
+                self.clock.callLater(0, self.flush)
 
     def flush(self) -> None:
-        self._call = None
+        self._scheduled = False
         dirty, self.dirty = self.dirty, []
         for protocol in dirty:
             protocol.flush_held()

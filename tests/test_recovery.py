@@ -106,7 +106,7 @@ def test_a_long_log_stays_within_its_bound_and_still_serves_by_offset():
         log.add(b"%010d" % index, 10)
     # 1000 bytes at most, halved when passed: between 500 and 1000.
     assert 50 <= len(log) <= 100 and log.first == 1001 - len(log) and log.size == 10 * len(log)
-    assert len(log._items) <= 100  # dropped ones do not pile up
+    assert len(log._items) == len(log._ends) <= 100  # dropped ones do not pile up
     assert log.after(950) == [b"%010d" % n for n in range(951, 1001)]
     assert log.kept() == (log.first, [b"%010d" % n for n in range(log.first, 1001)])
 
@@ -528,16 +528,52 @@ def test_a_full_server_still_lets_its_own_members_back():
 
 
 def test_a_log_with_binary_attachments_counts_their_bytes_when_halved():
-    from jsongle.socketio.recovery import item_size
+    from jsongle.socketio.recovery import encoded_size
 
     log = PacketLog(limit=1 << 20)
     log.bound = 100
     log.stamp()
-    log.mixed = True  # as Recovery.logged marks it
     attached = ['451-["jsongle",{"_placeholder":true,"num":0}]', b"\x00" * 40]
-    log.add(attached, item_size(attached))
+    log.add(attached, encoded_size(attached))
     for _ in range(3):
         log.stamp()
         log.add(b"t" * 10, 10)
     # Past 100 bytes: the older half goes, the attachment counted in bytes, not as 2 items.
-    assert item_size(attached) == 85 and log.first == 2 and log.size == 30
+    assert encoded_size(attached) == 85 and log.first == 2 and log.size == 30
+
+
+def test_the_log_keeps_what_its_rules_say_through_bursts_pongs_absences_and_attachments():
+    """Checked against the rules written plainly: live, past the bound, the
+    oldest go until half of it is left; a pong drops what the previous one
+    vouched for; away, everything stays."""
+    import random
+
+    from jsongle.socketio.recovery import LIVE_BOUND, encoded_size
+
+    rng = random.Random(7)
+    log = PacketLog(limit=3 * LIVE_BOUND)
+    model: list[tuple[int, object, int]] = []  # offset, packet, size
+    for step in range(6000):
+        choice = rng.random()
+        if choice < 0.005:
+            mark = log._mark
+            log.acknowledged()
+            model = [entry for entry in model if entry[0] > mark]
+            continue
+        if choice < 0.01:
+            log.hold(not log.holding)
+            continue
+        if choice < 0.03:
+            packet: object = [f'451-["jsongle",{{"n":{step}}}]', bytes(rng.randrange(1, 3000))]
+            size = encoded_size(packet)  # type: ignore[arg-type]
+        else:
+            size = rng.choice((90, 600, 600, 6000, rng.randrange(1, 40000)))
+            packet = bytes([step % 251]) * size
+        log.stamp()
+        log.add(packet, size)  # type: ignore[arg-type]
+        model.append((log.last, packet, size))
+        if not log.holding and sum(entry[2] for entry in model) > min(3 * LIVE_BOUND, LIVE_BOUND):
+            while sum(entry[2] for entry in model) > LIVE_BOUND // 2:
+                del model[0]
+        assert log.size == sum(entry[2] for entry in model) and len(log) == len(model)
+        assert log.kept() == ((model[0][0] if model else log.last + 1), [entry[1] for entry in model])

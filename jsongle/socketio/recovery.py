@@ -27,8 +27,8 @@ resume wherever they reconnect.
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
-from itertools import accumulate
 from typing import Any, Callable, Optional, Union
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
@@ -96,11 +96,6 @@ def encoded_size(items: list[Any]) -> int:
     return size
 
 
-def item_size(item: Item) -> int:
-    """Encoded bytes of a logged packet."""
-    return len(item) if item.__class__ is bytes else encoded_size(item)  # type: ignore[arg-type]
-
-
 class PacketLog:
     """What was sent to one session, by offset, bounded in bytes.
 
@@ -111,17 +106,20 @@ class PacketLog:
     nothing is dropped and :meth:`add` tells when ``limit`` is passed.
 
     One call per packet: the sender stamps it (``last += 1``) and adds it.
-    The packets are a list read from ``_start`` (dropping one is moving an
-    index; the list is compacted now and then), so an idle log costs an
-    empty list.
+    Beside the packets, a running byte count (``_ends``, a C array) tells
+    where to cut by bisection: the packets themselves, sent long ago and
+    out of the CPU's caches, are touched again only to be freed.
     """
 
-    __slots__ = ("_items", "_start", "first", "last", "size", "limit", "bound", "holding", "mixed", "_mark")
+    __slots__ = ("_items", "_ends", "_base", "first", "last", "size", "limit", "bound", "holding", "_mark")
 
     def __init__(self, limit: int = 1 << 20) -> None:
-        #: ``_items[_start:]`` are the packets of offsets ``first``..``last``.
-        self._items: list[Optional[Item]] = []
-        self._start = 0
+        #: The packets of offsets ``first``..``last``.
+        self._items: list[Item] = []
+        #: ``_ends[i]``: the bytes logged, from the start, through ``_items[i]``.
+        self._ends = array("q")
+        #: The bytes logged before ``_items[0]``.
+        self._base = 0
         self.first = 1
         #: The last offset given.
         self.last = 0
@@ -132,8 +130,6 @@ class PacketLog:
         self.bound = min(limit, LIVE_BOUND)
         #: Set while the session is away: everything is kept.
         self.holding = False
-        #: Set once a packet with binary attachments (a list) was kept.
-        self.mixed = False
         #: The last offset at the client's previous pong.
         self._mark = 0
 
@@ -143,14 +139,17 @@ class PacketLog:
         return str(self.last)
 
     def add(self, item: Item, size: int) -> bool:
-        """Keep the packet of offset :attr:`last`; True when this one took an
-        away session's log past its bound."""
+        """Keep the packet of offset :attr:`last` (``size`` encoded bytes);
+        True when this one took an away session's log past its bound."""
         self._items.append(item)
         self.size += size
+        self._ends.append(self._base + self.size)
         if self.size > self.bound:
             if self.holding:
                 return self.size - size <= self.bound
-            self._halve()
+            ends = self._ends
+            # The older half of the bytes goes at once (this runs once in a while).
+            self._drop_first(bisect_left(ends, ends[-1] - self.bound // 2) + 1)
         return False
 
     def hold(self, holding: bool) -> None:
@@ -158,39 +157,23 @@ class PacketLog:
         self.holding = holding
         self.bound = self.limit if holding else min(self.limit, LIVE_BOUND)
 
-    def _halve(self) -> None:
-        """A live log past its bound: the older half of its bytes go at once
-        (not one packet per packet added: this runs once in a while)."""
-        items = self._items
-        del items[:self._start]
-        # Running totals from the front; the cut is where the older half ends.
-        totals = list(accumulate(map(item_size if self.mixed else len, items)))
-        cut = min(bisect_left(totals, self.size - self.bound // 2) + 1, len(items))
-        self.size -= totals[cut - 1]
-        self.first += cut
-        del items[:cut]
-        self._start = 0
-
-    def _drop(self, through: int) -> None:
-        """Drop the packets up to offset ``through``."""
-        items, start = self._items, self._start
-        end, first = len(items), self.first
-        while start < end and first <= through:
-            self.size -= item_size(items[start])  # type: ignore[arg-type]
-            items[start] = None
-            start += 1
-            first += 1
-        self.first = first
-        if start > 64 and start * 2 > end:
-            del items[:start]
-            start = 0
-        self._start = start
+    def _drop_first(self, count: int) -> None:
+        """Drop the ``count`` oldest packets."""
+        ends = self._ends
+        count = min(count, len(ends))
+        if count <= 0:
+            return
+        self._base = ends[count - 1]
+        self.size = ends[-1] - self._base
+        self.first += count
+        del self._items[:count]
+        del ends[:count]
 
     def acknowledged(self) -> None:
         """The client answered a ping: it has what was sent before the
         previous answer (sent before that ping), which goes."""
         if self._mark:
-            self._drop(self._mark)
+            self._drop_first(self._mark + 1 - self.first)
         self._mark = self.last
 
     def after(self, offset: int) -> Optional[list[Item]]:
@@ -198,14 +181,14 @@ class PacketLog:
         tell (``offset`` never given, or packets after it already dropped)."""
         if offset > self.last or offset + 1 < self.first:
             return None
-        return self._items[self._start + offset + 1 - self.first:]  # type: ignore[return-value]
+        return self._items[offset + 1 - self.first:]
 
     def kept(self) -> tuple[int, list[Item]]:
         """The offset of the first packet kept, and the packets kept in order."""
-        return self.first, self._items[self._start:]  # type: ignore[return-value]
+        return self.first, self._items[:]
 
     def __len__(self) -> int:
-        return len(self._items) - self._start
+        return len(self._items)
 
 
 class ResumableSession:
@@ -315,8 +298,6 @@ class Recovery:
 
     def logged(self, session: ResumableSession, item: Item, size: int) -> None:
         """Log the packet just stamped; an away session past its bound ends."""
-        if item.__class__ is not bytes:
-            session.log.mixed = True
         if session.log.add(item, size):
             self.over(session)
 

@@ -148,6 +148,23 @@ def test_client_close():
     assert listener.messages == []
 
 
+
+def test_an_ended_session_lets_go_of_its_transport():
+    """The layer above may keep an ended session (a client that may resume):
+    it must not keep the dead connection's objects alive with it."""
+    for end in ("lost", "closed", "client close"):
+        _, _, transport, session, _ = open_session()
+        if end == "lost":
+            session.transport_lost(transport, TRANSPORT_CLOSE)
+        elif end == "closed":
+            session.close()
+        else:
+            session.receive(Packet(eio.CLOSE))
+        assert session.closed and session.transport is not transport
+        assert session.transport.name == transport.name
+        session.send("late")  # nothing to send it to, and no error
+        assert session.describe()["transport"] == transport.name
+
 def test_listener_gets_messages():
     _, _, transport, session, listener = open_session()
     session.receive(Packet(eio.MESSAGE, "2[\"a\"]"))

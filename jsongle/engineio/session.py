@@ -30,6 +30,33 @@ class Transport(Protocol):
     def close(self, notify: bool = True) -> None: ...
 
 
+class ClosedTransport:
+    """What an ended session holds instead of its transport: the name only.
+
+    A session outlives its transport when its client may resume (the layer
+    above keeps it, away, for the resume window); it must not keep the
+    connection's objects alive with it.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def send(self, packets: list[Packet]) -> None:
+        pass
+
+    def send_text(self, message: bytes) -> None:
+        pass
+
+    def close(self, notify: bool = True) -> None:
+        pass
+
+
+#: One stand-in per transport name, shared by every ended session.
+_CLOSED: dict[str, ClosedTransport] = {}
+
+
 class SessionOwner(Protocol):
     """What a session needs of the registry that owns it (the EngineServer)."""
 
@@ -127,11 +154,21 @@ class EngineSession:
             return
         self._finish(reason)
         self.transport.close()
+        self._let_go()
 
     def transport_lost(self, transport: Transport, reason: str) -> None:
         """The carrying transport went away under us."""
         if transport is self.transport and not self.closed:
             self._finish(reason)
+            self._let_go()
+
+    def _let_go(self) -> None:
+        """Ended: the transport (and its connection) need not live as long as we do."""
+        name = self.transport.name
+        closed = _CLOSED.get(name)
+        if closed is None:
+            closed = _CLOSED[name] = ClosedTransport(name)
+        self.transport = closed
 
     def _finish(self, reason: str) -> None:
         self.closed = True
@@ -197,6 +234,7 @@ class EngineSession:
             if not self.closed:
                 self._finish(TRANSPORT_CLOSE)
                 self.transport.close(notify=False)
+                self._let_go()
         elif kind == eio.PING:
             # Not sent by v4 clients outside a probe; answer politely.
             self.transport.send([Packet(eio.PONG, received.data)])

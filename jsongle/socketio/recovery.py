@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
+from functools import partial
 from typing import Any, Callable, Optional, Union
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
@@ -316,7 +317,7 @@ class Recovery:
         session.away_reason = reason
         session.log.hold(True)
         self._away.add(session)
-        session.timer = self._windows.call_later(lambda: self._expire(session, WINDOW_PASSED))
+        session.timer = self._windows.call_later(partial(self._expire, session, WINDOW_PASSED))
         self.log.info(
             "{sid} away ({reason}): resumable for {window:g}s", sid=session.connection.id, reason=reason, window=self.window
         )
@@ -432,7 +433,7 @@ class Recovery:
         if self._draining:
             self._finish(session, "server shutdown")
         elif session.away_reason is not None and session.timer is None:
-            session.timer = self._windows.call_later(lambda: self._expire(session, WINDOW_PASSED))
+            session.timer = self._windows.call_later(partial(self._expire, session, WINDOW_PASSED))
 
     def park_all(self) -> Deferred:
         """This process drains: park every session it holds, live or away."""

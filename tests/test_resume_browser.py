@@ -32,7 +32,7 @@ def test_a_demo_call_survives_a_network_cut(daemon_factory, browser):
             page.wait_for(IN_CALL, timeout=30)
 
         assert network.cut(down=True) >= 1
-        daemon.wait_for_line(r"lost its transport \(transport close\)")
+        daemon.wait_for_line(r"away \(transport close\)")
         say(alice, "while you were away")
         alice.wait_for(f"{CHAT_LINES}.includes('Alice: while you were away ✓ received by the server')")
         network.up()

@@ -87,7 +87,7 @@ def test_a_call_survives_a_cut_when_the_client_comes_back_to_the_other_process(
     node1, node2, network, caller, callee = call_across(redis_server, daemon_factory, puppet, proxies, transport=transport)
 
     network.cut(down=True)
-    wait_line(node2, rf"{re.escape(callee.sid)} lost its transport")
+    wait_line(node2, rf"{re.escape(callee.sid)} away \(")
     missed = keep_talking(caller, "r1", 3)
     network.retarget(node1.ws_port)  # the balancer now sends it to the other process
     network.up()
@@ -204,7 +204,7 @@ def test_a_resume_on_another_process_needs_a_token_for_the_same_user(
         assert node2.wait_exit(timeout=15) == SIGTERM_EXIT
     else:
         network.cut(down=True)
-        wait_line(node2, rf"{re.escape(bob.sid)} lost its transport")
+        wait_line(node2, rf"{re.escape(bob.sid)} away \(")
     puppet.connect("mallory", node1.ws_url, auth={"appToken": TOKEN, "token": token("mallory"), "pid": pid, "offset": "2"},
                    reconnection=False, transports=["websocket"])
     assert puppet.next("mallory", "connect_error")["message"] == "token does not match the session"

@@ -113,7 +113,7 @@ def test_a_call_survives_a_network_cut(daemon_factory, puppet, proxies, transpor
 
     assert network.cut(down=True) >= 1
     # The server notices: at once on WebSocket, at the ping timeout on polling.
-    wait_line(daemon, rf"{re.escape(callee.sid)} lost its transport")
+    wait_line(daemon, rf"{re.escape(callee.sid)} away \(")
     assert puppet.next("bob", "disconnect")["reason"] in ("transport close", "transport error")
     missed = keep_talking(caller, "r1", 3)
     network.up()
@@ -149,7 +149,7 @@ def test_past_the_window_the_room_sees_left_and_the_client_starts_afresh(daemon_
     call(caller, callee, "r1")
 
     network.cut(down=True)
-    wait_line(daemon, rf"{re.escape(callee.sid)} lost its transport")
+    wait_line(daemon, rf"{re.escape(callee.sid)} away \(")
     away_at = time.monotonic()
     keep_talking(caller, "r1", 1)
     left = caller.receive()
@@ -203,7 +203,7 @@ def test_the_newest_connection_takes_the_session_over_and_the_old_transport_cann
     assert [callee.receive()["id"] for _ in sent] == sent
     # Past the old transport's ping timeout (1 s + 1 s): nothing happens to the session.
     puppet.assert_quiet("alice", "event", within=2.5)
-    assert not any(f"{callee.sid} lost its transport" in line for line in daemon.lines())
+    assert not any(f"{callee.sid} away (" in line for line in daemon.lines())
     assert metric(daemon, 'jsongle_resumes_total{outcome="recovered"}') == 1
     assert metric(daemon, "jsongle_sessions_away") == 0
     assert puppet.state("bob")["connected"] is True
@@ -276,7 +276,7 @@ def test_a_call_across_two_nodes_survives_a_cut_when_the_client_comes_back_to_it
     callee = join(puppet, network.url, "bob", "bob", transports=["websocket"])
     call(caller, callee, "r1")
     network.cut(down=True)
-    wait_line(node2, rf"{re.escape(callee.sid)} lost its transport")
+    wait_line(node2, rf"{re.escape(callee.sid)} away \(")
     missed = keep_talking(caller, "r1", 3)
     network.up()
     back = puppet.next("bob", "connect", timeout=15)
@@ -299,7 +299,7 @@ def test_a_resume_with_per_user_tokens_needs_a_token_for_the_same_user(daemon_fa
     answer_hello(bob, "bob")
     pid = puppet.state("bob")["pid"]
     network.cut(down=True)
-    wait_line(daemon, rf"{re.escape(bob.sid)} lost its transport")
+    wait_line(daemon, rf"{re.escape(bob.sid)} away \(")
     # Bob's pid with Mallory's valid token: refused, Bob's session untouched.
     puppet.connect("mallory", daemon.ws_url, auth={"appToken": TOKEN, "token": token("mallory"), "pid": pid, "offset": "2"},
                    reconnection=False)

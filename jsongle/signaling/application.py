@@ -92,8 +92,8 @@ class SignalingApplication:
 
     def away(self, connection: IConnection, reason: str) -> None:
         """Its transport was lost but it may resume: it stays in its rooms,
-        registered; what is sent to it waits in the Socket.IO layer."""
-        self.log.info("{sid} lost its transport ({reason}), waiting for it to resume", sid=connection.id, reason=reason)
+        registered; what is sent to it waits in the Socket.IO layer (which
+        logs the absence: one line is enough)."""
 
     def resume(self, connection: IConnection, remote: str, auth: dict[str, Any]) -> None:
         """It comes back: admitted as a connect is (same checks, same refusals),

@@ -51,7 +51,7 @@ def test_twisted_tcp_server_write_buffer():
 
         assert type(transport) is Server, "twisted.internet.tcp.Server is no longer the accepted transport"
         check("twisted.internet.tcp.Server", transport,
-              ["_writeDisconnected", "_aborting", "_tempDataLen", "dataBuffer", "offset", "writeSomeData"])
+              ["_writeDisconnected", "_aborting", "_tempDataLen", "dataBuffer", "offset", "socket"])
         assert transport._tempDataLen == 0 and len(transport.dataBuffer) == transport.offset
     finally:
         transport.loseConnection()

@@ -146,8 +146,13 @@ def write_now(transport: Any, data: bytes) -> None:
         and not transport._tempDataLen
         and len(transport.dataBuffer) == transport.offset
     ):
-        sent = transport.writeSomeData(data)
-        if isinstance(sent, int) and sent > 0:
+        # The socket itself, not writeSomeData: no memoryview and no EINTR
+        # loop around it (Python retries EINTR itself).
+        try:
+            sent = transport.socket.send(data)
+        except OSError:
+            sent = 0  # full, or broken: transport.write finds out as Twisted does
+        if sent:
             if sent == len(data):
                 return
             data = data[sent:]

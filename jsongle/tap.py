@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.server import Site
 
+from jsongle.collector import tune_collector
 from jsongle.config import Config, ConfigError, load_config
 from jsongle.dates import IsoDates
 from jsongle.engineio.pollturns import PollTurns
@@ -306,6 +307,7 @@ class JsongleService(service.MultiService):
             # The reactor installs its own SIGTERM handler while starting, so
             # ours goes in once it runs.
             reactor.callWhenRunning(self._handle_sigterm)
+            reactor.callWhenRunning(tune_collector)
         for warning in self.warnings:
             log.warn("{warning}", warning=warning)
         config = self.signaling.config

@@ -164,6 +164,11 @@ def test_an_ended_session_lets_go_of_its_transport():
         assert session.transport.name == transport.name
         session.send("late")  # nothing to send it to, and no error
         assert session.describe()["transport"] == transport.name
+    # A transport that still serves the ended session (long-polling's last GET) stays.
+    _, _, transport, session, _ = open_session()
+    transport.lingers = True
+    session.close()
+    assert session.transport is transport
 
 def test_listener_gets_messages():
     _, _, transport, session, listener = open_session()

@@ -24,6 +24,8 @@ class PollingTransport:
     """Queues packets until the client's next GET picks them up."""
 
     name = "polling"
+    #: Still serves its session once ended: the last GET fetches what was queued.
+    lingers = True
     log = Logger()
 
     __slots__ = ("session", "_queue", "_queued_bytes", "_request", "_closing", "_close_next", "_linger", "_probed")

@@ -29,6 +29,11 @@ class Transport(Protocol):
 
     def close(self, notify: bool = True) -> None: ...
 
+    #: True when the transport still serves the session once it has ended
+    #: (long-polling: the last GET fetches what was queued, the CLOSE
+    #: included); such a transport is kept. Taken as False when absent.
+    lingers: bool
+
 
 class ClosedTransport:
     """What an ended session holds instead of its transport: the name only.
@@ -163,7 +168,10 @@ class EngineSession:
             self._let_go()
 
     def _let_go(self) -> None:
-        """Ended: the transport (and its connection) need not live as long as we do."""
+        """Ended: the transport (and its connection) need not live as long as
+        we do, unless it still has the last packets to hand over."""
+        if getattr(self.transport, "lingers", False):
+            return
         name = self.transport.name
         closed = _CLOSED.get(name)
         if closed is None:

@@ -32,6 +32,8 @@ class EngineWebSocketProtocol(FastFrameProtocol):
     """One WebSocket connection carrying (or probing for) an Engine.IO session."""
 
     name = "websocket"
+    #: Nothing to hand over once its session ended: the session lets go of it.
+    lingers = False
 
     # Autobahn copies its options from the factory to every connection and
     # pretty-prints the whole list for a debug line, whatever the level: a

@@ -36,11 +36,26 @@ NODE_TIMEOUT = 2.0
 UNAVAILABLE = "Rooms are unavailable: the cluster's Redis cannot be reached; try again later"
 
 
-def start_cluster(daemon_factory: Any, redis: Any, count: int, **config: Any) -> list[Any]:
-    return [
+def start_cluster(daemon_factory: Any, redis: Any, count: int, joined: bool = True, **config: Any) -> list[Any]:
+    """``count`` nodes on ``redis``; with ``joined``, each has reached Redis.
+
+    A node listens before its first Redis connection is up, and answers joins
+    503001 until then: a test that joins at once must wait for it.
+    """
+    nodes = [
         daemon_factory({"redisUrl": redis.url, "nodeId": f"node{n}", "nodeTimeout": f"{NODE_TIMEOUT}s", **config})
         for n in range(1, count + 1)
     ]
+    if joined:
+        for node in nodes:
+            wait_joined(node)
+    return nodes
+
+
+def wait_joined(node: Any) -> Any:
+    """Wait for ``node``'s first Redis connection (joins answer 503001 before it)."""
+    node.wait_for_line(r"redis reachable: node \S+ joins the cluster")
+    return node
 
 
 def gauges(daemon: Any) -> dict[str, float]:
@@ -324,7 +339,7 @@ def test_processes_share_one_port_with_reuseport(redis_server, daemon_factory, p
 def test_start_before_redis(redis_unstarted, daemon_factory, puppet):
     """A node that starts without Redis serves, refuses joins, and joins the
     cluster once Redis is up."""
-    (node1,) = start_cluster(daemon_factory, redis_unstarted, 1)
+    (node1,) = start_cluster(daemon_factory, redis_unstarted, 1, joined=False)
     alice = connect(puppet, node1, "alice", "alice")
     request = alice.iq_set("session-join", {"rid": "r1"})
     assert alice.receive() == iq_error(request, 503001, UNAVAILABLE)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.support.tcpproxy import TcpProxy
-from tests.test_cluster_e2e import NODE_TIMEOUT, poll
+from tests.test_cluster_e2e import NODE_TIMEOUT, poll, wait_joined
 from tests.test_protocol_e2e import assert_quiet, call, connect, event, iq_result, join, session_error
 
 
@@ -28,9 +28,9 @@ def proxy(redis_server):
 
 
 def node(daemon_factory: Any, port: int, name: str, **config: Any) -> Any:
-    return daemon_factory({
+    return wait_joined(daemon_factory({
         "redisUrl": f"redis://127.0.0.1:{port}/0", "nodeId": name, "nodeTimeout": f"{NODE_TIMEOUT}s", **config,
-    })
+    }))
 
 
 def room_members(redis: Any, rid: str) -> list[str]:

@@ -335,11 +335,12 @@ def test_socketio_client_through_nginx(daemon_factory, puppet, nginx_factory):
 def test_cluster_through_sticky_nginx(redis_server, daemon_factory, puppet, nginx_factory):
     """Two clustered daemons behind the cluster example's sticky upstream:
     long-polling sessions stay on their process, and a MUC spans both."""
+    from tests.test_cluster_e2e import wait_joined
     from tests.test_protocol_e2e import DATE, connect, event, join, relayed
 
     config = {"redisUrl": redis_server.url, "pingInterval": 300, "pingTimeout": 200}
-    node1 = daemon_factory({**config, "nodeId": "node1"})
-    node2 = daemon_factory({**config, "nodeId": "node2"})
+    node1 = wait_joined(daemon_factory({**config, "nodeId": "node1"}))
+    node2 = wait_joined(daemon_factory({**config, "nodeId": "node2"}))
     nginx, port, directory = nginx_factory([node1.ws_port, node2.ws_port], NGINX_CLUSTER_EXAMPLE)
     proxy = type("Proxy", (), {"ws_url": f"http://127.0.0.1:{port}"})()
     alice = connect(puppet, proxy, "alice", "alice")

@@ -132,8 +132,10 @@ def build_site() -> Any:
     echo_engine = EngineServer(OPTIONS, reactor, attach_engine_echo, ids)
 
     site = engineio_site(socketio_engine, paths=(b"socket.io",))
-    echo_root: Resource = engineio_site(echo_engine, paths=(b"engine.io",)).resource
-    site.resource.putChild(b"engine.io", echo_root.getStaticEntity(b"engine.io"))
+    echo_root: Resource = engineio_site(echo_engine, paths=(b"engine.io",)).site.resource
+    # WebSocket opens under /engine.io/ take the HTTP channel's way: the
+    # first-read check knows only the paths of the engine it was built for.
+    site.site.resource.putChild(b"engine.io", echo_root.getStaticEntity(b"engine.io"))
     return site
 
 

@@ -172,7 +172,7 @@ class Signaling:
         )
         metrics.watch_sessions(self.engine.__len__)
 
-    def site(self) -> Site:
+    def site(self) -> Any:
         from jsongle.demo import demo_children
 
         return engineio_site(self.engine, children=demo_children(self.config))

@@ -220,13 +220,18 @@ def _changed(changes: tuple[tuple[str, object], ...]) -> bytes:
     return request_bytes(**options)
 
 
+def changed_handshakes() -> list[tuple[tuple[str, object], ...]]:
+    """Every single change and every pair of them (two values of one field aside)."""
+    return [(change,) for change in _CHANGES] + [
+        pair for pair in itertools.combinations(_CHANGES, 2) if pair[0][1][0] != pair[1][1][0] or pair[0][1][0] == "extra"
+    ]
+
+
 def test_what_autobahn_refused_is_refused():
     """Every single change to the good handshake and every pair of them
     (extensions aside: see above) that Autobahn's handshake refused with the
     daemon's options is refused."""
-    cases = [(change,) for change in _CHANGES] + [
-        pair for pair in itertools.combinations(_CHANGES, 2) if pair[0][1][0] != pair[1][1][0] or pair[0][1][0] == "extra"
-    ]
+    cases = changed_handshakes()
     let_through = []
     for changes in cases:
         data = _changed(changes)

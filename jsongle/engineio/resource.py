@@ -7,17 +7,18 @@ answers as from the reference server.
 from __future__ import annotations
 
 import json
-from typing import Iterable, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from jsongle.engineio import packet as eio
+from jsongle.engineio.firstrequest import FirstRequestFactory, Head, take_over
 from jsongle.engineio.polling import PollingTransport
 from jsongle.engineio.server import EngineServer
 from jsongle.engineio.websocket import EngineWebSocketFactory
-from jsongle.engineio.wshandshake import HandshakeRefused, check_opening_handshake, hand_over
+from jsongle.engineio.wshandshake import HandshakeRefused, check_handshake, check_opening_handshake, hand_over
 
 # Engine.IO's error codes for rejected HTTP requests.
 UNKNOWN_TRANSPORT = (0, "Transport unknown")
@@ -49,16 +50,53 @@ def _arg(request: Request, name: bytes) -> Optional[str]:
         return ""
 
 
+def _plain_args(query: bytes) -> Optional[dict[bytes, bytes]]:
+    """Each query argument's first value, or None if any is escaped (Twisted Web decodes those)."""
+    if b"%" in query or b"+" in query:
+        return None
+    args: dict[bytes, bytes] = {}
+    for item in query.split(b"&"):
+        name, _, value = item.partition(b"=")
+        args.setdefault(name, value)
+    return args
+
+
 class EngineIOResource(Resource):
     """Serves the Engine.IO endpoint for both transports."""
 
     isLeaf = True
     log = Logger()
 
-    def __init__(self, engine: EngineServer, ws_factory: EngineWebSocketFactory) -> None:
+    def __init__(self, engine: EngineServer, ws_factory: EngineWebSocketFactory, paths: Iterable[bytes] = ()) -> None:
         super().__init__()
         self.engine = engine
         self._ws_factory = ws_factory
+        #: The request paths this resource serves (``/socket.io/``), for :meth:`upgrade`.
+        self._paths = frozenset(b"/" + path + b"/" for path in paths)
+
+    def upgrade(self, head: Head, connection: Any) -> bool:
+        """Open a WebSocket straight from a connection's first read, if it asks for nothing else.
+
+        Only a new session's open, allowed by the CORS policy, with a valid
+        handshake; any other request (False) goes to the HTTP site, which
+        :meth:`render` answers, refusals included.
+        """
+        if head.path not in self._paths:
+            return False
+        args = _plain_args(head.query)
+        if args is None or args.get(b"EIO") != b"4" or args.get(b"transport") != b"websocket" or b"sid" in args:
+            return False
+        origins = head.fields.get(b"origin")
+        if origins is not None and not origin_allowed(origins[0].decode("latin-1"), self.engine.options.cors_origins):
+            return False
+        try:
+            accept = check_handshake(b"GET", b"HTTP/1.1", head.uri, head.fields.get)
+        except HandshakeRefused:
+            return False
+        websocket = self._ws_factory.buildProtocol(connection.getPeer())
+        take_over(connection, websocket)
+        websocket.open_upgraded(accept)
+        return True
 
     def render(self, request: Request) -> object:
         origin_header = request.getHeader(b"origin")
@@ -184,13 +222,15 @@ def engineio_site(
     engine: EngineServer,
     paths: Iterable[bytes] = (b"socket.io",),
     children: Optional[Mapping[bytes, Resource]] = None,
-) -> Site:
+) -> FirstRequestFactory:
     """A Site serving Engine.IO under each of ``paths``, and ``children``
-    (e.g. the demo page) beside it; 404 elsewhere."""
+    (e.g. the demo page) beside it; 404 elsewhere. A WebSocket open is
+    answered before the Site parses it."""
+    paths = tuple(paths)
     root = Resource()
-    endpoint = EngineIOResource(engine, EngineWebSocketFactory(engine))
+    endpoint = EngineIOResource(engine, EngineWebSocketFactory(engine), paths)
     for path in paths:
         root.putChild(path, endpoint)
     for name, child in (children or {}).items():
         root.putChild(name, child)
-    return QuietSite(root)
+    return FirstRequestFactory(QuietSite(root), endpoint.upgrade, engine.clock)

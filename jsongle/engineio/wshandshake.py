@@ -1,9 +1,10 @@
-"""The WebSocket opening handshake, answered from the request Twisted Web parsed.
+"""The WebSocket opening handshake, answered from the request as it was read.
 
-Twisted Web has already read the request line and the headers of an upgrade
-request; handing it to Autobahn meant writing it back to bytes and parsing it
-all again, then building the answer through a Deferred: most of what setting
-up a connection cost. Here the request is checked where it lies (RFC 6455,
+The request line and header fields of an upgrade request have been read
+already, by Twisted Web or from the connection's first read
+(:mod:`jsongle.engineio.firstrequest`); handing it to Autobahn meant writing
+it back to bytes and parsing it all again, then building the answer through a
+Deferred: most of what setting up a connection cost. Here the request is checked where it lies (RFC 6455,
 4.2.1, and at least what Autobahn refused), the ``Sec-WebSocket-Accept`` value
 is computed, and the connection is handed from the HTTP channel to the
 WebSocket protocol, which then writes the ``101`` itself
@@ -17,12 +18,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Optional
+from typing import Callable, Optional
 from urllib.parse import urlsplit
 
 from twisted.internet.interfaces import IProtocol
-from twisted.protocols.policies import ProtocolWrapper
 from twisted.web.server import Request
+
+from jsongle.engineio.firstrequest import take_over
 
 #: The only version of RFC 6455 spoken (drafts such as 8 are refused).
 WEBSOCKET_VERSION = b"13"
@@ -52,35 +54,42 @@ def accept_key(key: bytes) -> bytes:
 
 
 def check_opening_handshake(request: Request) -> bytes:
-    """Check that ``request`` is a valid WebSocket opening handshake.
+    """:func:`check_handshake` for a request Twisted Web parsed."""
+    return check_handshake(request.method, request.clientproto, request.uri, request.requestHeaders.getRawHeaders)
 
-    Returns the ``Sec-WebSocket-Accept`` value for the answer; raises
+
+def check_handshake(
+    method: bytes, version: bytes, uri: bytes, field: Callable[[bytes], Optional[list[bytes]]]
+) -> bytes:
+    """Check that a request is a valid WebSocket opening handshake.
+
+    ``field`` gives the values of a header field by its lower-case name, or
+    None. Returns the ``Sec-WebSocket-Accept`` value for the answer; raises
     :class:`HandshakeRefused` otherwise. Header fields are counted by line:
     those that must appear once may not appear twice.
     """
-    if request.method != b"GET":
+    if method != b"GET":
         raise HandshakeRefused("the opening handshake must be a GET", 405, ((b"allow", b"GET"),))
-    if request.clientproto != b"HTTP/1.1":
+    if version != b"HTTP/1.1":
         raise HandshakeRefused("the opening handshake needs HTTP/1.1")
-    if b"#" in request.uri:
+    if b"#" in uri:
         raise HandshakeRefused("a WebSocket URI has no fragment")
-    headers = request.requestHeaders
-    host = _single(headers.getRawHeaders(b"host"))
+    host = _single(field(b"host"))
     if host is None or not _host_valid(host):
         raise HandshakeRefused("exactly one valid Host header is required")
-    if not _has_token(headers.getRawHeaders(b"upgrade"), b"websocket"):
+    if not _has_token(field(b"upgrade"), b"websocket"):
         raise HandshakeRefused("Upgrade must name websocket")
-    if not _has_token(headers.getRawHeaders(b"connection"), b"upgrade"):
+    if not _has_token(field(b"connection"), b"upgrade"):
         raise HandshakeRefused("Connection must name upgrade")
-    if _single(headers.getRawHeaders(b"sec-websocket-version")) != WEBSOCKET_VERSION:
+    if _single(field(b"sec-websocket-version")) != WEBSOCKET_VERSION:
         raise HandshakeRefused("only WebSocket version 13 is spoken", 400, _WRONG_VERSION)
-    key = _single(headers.getRawHeaders(b"sec-websocket-key"))
+    key = _single(field(b"sec-websocket-key"))
     if key is None or not _key_valid(key):
         raise HandshakeRefused("exactly one Sec-WebSocket-Key, base64 of 16 bytes, is required")
-    origins = headers.getRawHeaders(b"origin")
+    origins = field(b"origin")
     if origins is not None and (len(origins) != 1 or not _origin_valid(origins[0])):
         raise HandshakeRefused("at most one valid Origin header is allowed")
-    protocols = headers.getRawHeaders(b"sec-websocket-protocol")
+    protocols = field(b"sec-websocket-protocol")
     if protocols is not None and _has_duplicates(protocols):
         raise HandshakeRefused("a subprotocol is offered twice")
     return accept_key(key)
@@ -100,15 +109,7 @@ def hand_over(request: Request, protocol: IProtocol) -> None:
     channel.setTimeout(None)
     # The channel registered itself as the producer when the connection was made.
     connection.unregisterProducer()
-    if isinstance(connection, ProtocolWrapper):
-        # TLS as a protocol layer (TLSMemoryBIOFactory): it was the channel's transport.
-        connection.wrappedProtocol = protocol
-    elif isinstance(connection.protocol, ProtocolWrapper):
-        # TLS started on the TCP connection itself (listenSSL): its layer sits in between.
-        connection.protocol.wrappedProtocol = protocol
-    else:
-        connection.protocol = protocol
-    protocol.makeConnection(connection)
+    take_over(connection, protocol)
     # The channel pauses reading while it holds a request it has not finished;
     # from now on the WebSocket reads.
     connection.resumeProducing()

@@ -35,7 +35,8 @@ def check(where: str, owner: Any, names: list[str]) -> None:
 
 @pytest_twisted.inlineCallbacks
 def test_twisted_tcp_server_write_buffer():
-    """wsframes.send_now writes straight to the socket when Twisted's buffer is empty."""
+    """wsframes.write_now writes straight to the socket when Twisted's buffer is empty, and
+    close_written closes it at once."""
     accepted: defer.Deferred = defer.Deferred()
 
     class Accept(protocol.Protocol):
@@ -51,7 +52,9 @@ def test_twisted_tcp_server_write_buffer():
 
         assert type(transport) is Server, "twisted.internet.tcp.Server is no longer the accepted transport"
         check("twisted.internet.tcp.Server", transport,
-              ["_writeDisconnected", "_aborting", "_tempDataLen", "dataBuffer", "offset", "socket"])
+              ["_writeDisconnected", "_aborting", "_tempDataLen", "dataBuffer", "offset", "socket", "_shouldShutdown"])
+        # wsframes.close_written: a socket closed without shutdown() when this is false.
+        assert transport._shouldShutdown is True
         assert transport._tempDataLen == 0 and len(transport.dataBuffer) == transport.offset
     finally:
         transport.loseConnection()

@@ -124,3 +124,19 @@ def test_a_stream_of_frames_in_odd_chunks(daemon_factory, chunk):
         assert answers == [(TEXT, f"3n{i}".encode() + b"z" * (i * 37 % 200)) for i in range(20)]
     finally:
         client.close()
+
+
+def test_the_close_handshake_ends_with_a_clean_tcp_close(daemon_factory):
+    """The server answers a Close frame and closes TCP with a FIN once its
+    answer is out, alone or behind the answers of frames read with it."""
+    daemon = daemon_factory(CONFIG)
+    for before in (b"", frame("2x"), frame(b"hi", PING)):
+        client = open_engine(daemon.ws_port)
+        try:
+            client.send(before + close_frame(1000))
+            if before:
+                assert client.next_frame().payload in (b"3x", b"hi")
+            assert client.next_close().close_code == 1000
+            client.wait_closed(clean=True)
+        finally:
+            client.close()

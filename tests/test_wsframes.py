@@ -154,6 +154,16 @@ def test_close_is_answered_and_later_data_dropped():
     assert conn.protocol.messages == ["a"]
 
 
+def test_a_close_asked_while_frames_are_held_waits_for_them():
+    conn = Connection()
+    conn.protocol._held = [b"held"]
+    conn.protocol._closeConnection(abort=False)
+    assert not conn.transport.disconnecting and conn.transport.value() == b""
+    conn.protocol.flush_held()
+    # Not a TCP socket: closed the usual way, after the held bytes.
+    assert conn.transport.value() == b"held" and conn.transport.disconnecting
+
+
 @pytest.mark.parametrize("chunk", [1, 5, 1000])
 def test_fragmented_message_is_reassembled_by_autobahn(chunk):
     conn = Connection()

@@ -27,6 +27,7 @@ from autobahn.wamp.types import TransportDetails
 from autobahn.websocket.protocol import Timings, TrafficStats, WebSocketProtocol
 from autobahn.websocket.utf8validator import Utf8Validator
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import connectionDone
 from twisted.internet.tcp import Server as TCPServer
 from twisted.logger import Logger
@@ -159,6 +160,31 @@ def write_now(transport: Any, data: bytes) -> None:
     transport.write(data)
 
 
+def close_written(transport: Any) -> None:
+    """Close a connection whose last bytes were just written.
+
+    ``transport.loseConnection`` waits for the reactor to say the socket is
+    writable even when nothing is left to write: two epoll changes, a poll,
+    a ``send`` of nothing, then ``shutdown`` and ``close``. When the socket
+    took everything, the connection is closed here as the reactor would close
+    it then (Twisted's own ``loseConnection`` does so after a half-close),
+    without the ``shutdown``: the socket is this process's alone (it is
+    opened close-on-exec), so ``close`` sends the FIN. Otherwise, and for
+    other transports, ``loseConnection`` as usual.
+    """
+    if (
+        type(transport) is TCPServer
+        and transport.connected
+        and not transport.disconnecting
+        and not transport._tempDataLen
+        and len(transport.dataBuffer) == transport.offset
+    ):
+        transport._shouldShutdown = False
+        transport.connectionLost(Failure(ConnectionDone()))
+    else:
+        transport.loseConnection()
+
+
 class WriteBatch:
     """Frames written during one reactor turn, sent together right after it.
 
@@ -256,6 +282,8 @@ class FastFrameProtocol(WebSocketServerProtocol):
     _batch: Optional[WriteBatch] = None
     #: Frames held until the read under way has been handled.
     _held: Optional[list[bytes]] = None
+    #: The connection is to be closed once the held frames are sent.
+    _close_when_sent = False
     #: Counts what is written while the transport's buffer is full (``paused``,
     #: ``sent(size)``): :class:`jsongle.engineio.backpressure.OutgoingBudget`.
     _budget: Optional[Any] = None
@@ -541,10 +569,23 @@ class FastFrameProtocol(WebSocketServerProtocol):
             budget.sent(len(data))
 
     def flush_held(self) -> None:
-        """Send the frames held for this turn now."""
+        """Send the frames held for this turn now (and close, if that was asked meanwhile)."""
         held = self._held
         if held is None:
             return
         self._held = None
-        if self.transport is not None:
-            write_now(self.transport, held[0] if len(held) == 1 else b"".join(held))
+        transport = self.transport
+        if transport is not None:
+            write_now(transport, held[0] if len(held) == 1 else b"".join(held))
+            if self._close_when_sent:
+                self._close_when_sent = False
+                close_written(transport)
+
+    def _closeConnection(self, abort: bool = False) -> None:
+        # Autobahn drops the connection once the close handshake is done, in
+        # the same turn as the Close frame it answered with, still held: the
+        # connection is closed as soon as that frame is sent.
+        if not abort and self._held is not None:
+            self._close_when_sent = True
+            return
+        super()._closeConnection(abort)

@@ -153,12 +153,16 @@ class RawClient:
             if received.opcode == CLOSE:
                 return received
 
-    def wait_closed(self, timeout: Optional[float] = None) -> None:
-        """Wait for the server to drop TCP (after the closing handshake)."""
+    def wait_closed(self, timeout: Optional[float] = None, clean: bool = False) -> None:
+        """Wait for the server to drop TCP (after the closing handshake);
+        ``clean``: with a FIN after everything it sent, not a reset."""
         deadline = time.monotonic() + (timeout or self.timeout)
         try:
             while True:
                 self._fill(deadline)
+        except ConnectionResetError:
+            if clean:
+                raise AssertionError("the server reset the connection instead of closing it") from None
         except ConnectionError:
             return
 

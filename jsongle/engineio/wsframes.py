@@ -127,6 +127,18 @@ def next_frame(data: bytes, offset: int, limit: int) -> tuple[Union[bool, str], 
     return first == BINARY_FRAME, unmask(data[start - 4 : start], data[start:end]), end
 
 
+def _nothing_queued(transport: Any) -> bool:
+    """An open TCP connection with nothing in Twisted's write buffer."""
+    return (
+        type(transport) is TCPServer
+        and transport.connected
+        and not transport._writeDisconnected
+        and not transport._aborting
+        and not transport._tempDataLen
+        and len(transport.dataBuffer) == transport.offset
+    )
+
+
 def write_now(transport: Any, data: bytes) -> None:
     """Write ``data`` to a TCP transport at once when nothing is queued.
 
@@ -139,14 +151,7 @@ def write_now(transport: Any, data: bytes) -> None:
     back-pressure (``pauseProducing``) and error handling stay Twisted's.
     Other transports (TLS) are written to as usual.
     """
-    if (
-        type(transport) is TCPServer
-        and transport.connected
-        and not transport._writeDisconnected
-        and not transport._aborting
-        and not transport._tempDataLen
-        and len(transport.dataBuffer) == transport.offset
-    ):
+    if _nothing_queued(transport):
         # The socket itself, not writeSomeData: no memoryview and no EINTR
         # loop around it (Python retries EINTR itself).
         try:
@@ -172,13 +177,7 @@ def close_written(transport: Any) -> None:
     opened close-on-exec), so ``close`` sends the FIN. Otherwise, and for
     other transports, ``loseConnection`` as usual.
     """
-    if (
-        type(transport) is TCPServer
-        and transport.connected
-        and not transport.disconnecting
-        and not transport._tempDataLen
-        and len(transport.dataBuffer) == transport.offset
-    ):
+    if _nothing_queued(transport) and not transport.disconnecting:
         transport._shouldShutdown = False
         transport.connectionLost(Failure(ConnectionDone()))
     else:

@@ -2,13 +2,13 @@
 
 The request line and header fields of an upgrade request have been read
 already, by Twisted Web or from the connection's first read
-(:mod:`jsongle.engineio.firstrequest`); handing it to Autobahn meant writing
-it back to bytes and parsing it all again, then building the answer through a
-Deferred: most of what setting up a connection cost. Here the request is checked where it lies (RFC 6455,
-4.2.1, and at least what Autobahn refused), the ``Sec-WebSocket-Accept`` value
-is computed, and the connection is handed from the HTTP channel to the
-WebSocket protocol, which then writes the ``101`` itself
-(:meth:`jsongle.engineio.wsframes.FastFrameProtocol.open_upgraded`).
+(:mod:`jsongle.engineio.firstrequest`); handing it to Autobahn meant
+writing it back to bytes and parsing it all again, then building the answer
+through a Deferred: most of what setting up a connection cost. Here the
+request is checked where it lies (RFC 6455, 4.2.1, and at least what
+Autobahn refused), the ``Sec-WebSocket-Accept`` value is computed, and the
+connection is handed to the WebSocket protocol, which then writes the
+``101`` itself (:meth:`jsongle.engineio.wsframes.FastFrameProtocol.open_upgraded`).
 
 Nothing here knows Engine.IO: a refusal is an exception carrying the HTTP
 status and headers, and the caller writes the body.

@@ -27,8 +27,6 @@ resume wherever they reconnect.
 
 from __future__ import annotations
 
-from array import array
-from bisect import bisect_left
 from functools import partial
 from typing import Any, Callable, Optional, Union
 
@@ -86,6 +84,12 @@ def parse_offset(value: object) -> Optional[int]:
     return None
 
 
+def item_size(item: Item) -> int:
+    """What :meth:`PacketLog.add` is told of a packet: the length of its
+    text, or the bytes of its messages (text then binary attachments)."""
+    return len(item) if item.__class__ is not list else encoded_size(item)
+
+
 def encoded_size(items: list[Any]) -> int:
     """Bytes of encoded Engine.IO messages (UTF-8 text, binary attachments)."""
     size = 0
@@ -106,24 +110,22 @@ class PacketLog:
     bytes when :data:`LIVE_BOUND` is passed; while it is away (``holding``),
     nothing is dropped and :meth:`add` tells when ``limit`` is passed.
 
-    One call per packet: the sender stamps it (``last += 1``) and adds it.
-    Beside the packets, a running byte count (``_ends``, a C array) tells
-    where to cut by bisection: the packets themselves, sent long ago and
-    out of the CPU's caches, are touched again only to be freed.
+    One call per packet: the sender stamps it (``last += 1``) and adds it,
+    which appends it and counts its bytes. Where to cut is found when
+    cutting, from the packets' own sizes: reading the size of a packet about
+    to be freed touches nothing its freeing does not touch anyway, where a
+    running count kept beside them cost every packet an append.
     """
 
-    __slots__ = ("_items", "_ends", "_base", "first", "last", "size", "limit", "bound", "holding", "_mark")
+    __slots__ = ("_items", "first", "last", "size", "limit", "bound", "holding", "_mark")
 
     def __init__(self, limit: int = 1 << 20) -> None:
         #: The packets of offsets ``first``..``last``.
         self._items: list[Item] = []
-        #: ``_ends[i]``: the bytes logged, from the start, through ``_items[i]``.
-        self._ends = array("q")
-        #: The bytes logged before ``_items[0]``.
-        self._base = 0
         self.first = 1
         #: The last offset given.
         self.last = 0
+        #: The bytes kept, as :meth:`add` was told them.
         self.size = 0
         #: The byte bound while away (``resumeBufferBytes``).
         self.limit = limit
@@ -140,17 +142,16 @@ class PacketLog:
         return str(self.last)
 
     def add(self, item: Item, size: int) -> bool:
-        """Keep the packet of offset :attr:`last` (``size`` encoded bytes);
-        True when this one took an away session's log past its bound."""
+        """Keep the packet of offset :attr:`last`; ``size`` is its
+        :func:`item_size`. True when this one took an away session's log
+        past its bound."""
         self._items.append(item)
         self.size += size
-        self._ends.append(self._base + self.size)
         if self.size > self.bound:
             if self.holding:
                 return self.size - size <= self.bound
-            ends = self._ends
             # The older half of the bytes goes at once (this runs once in a while).
-            self._drop_first(bisect_left(ends, ends[-1] - self.bound // 2) + 1)
+            self._drop_bytes(self.size - self.bound // 2)
         return False
 
     def hold(self, holding: bool) -> None:
@@ -158,17 +159,28 @@ class PacketLog:
         self.holding = holding
         self.bound = self.limit if holding else min(self.limit, LIVE_BOUND)
 
+    def _drop_bytes(self, at_least: int) -> None:
+        """Drop the oldest packets, as few as make ``at_least`` bytes."""
+        dropped = count = 0
+        for item in self._items:
+            # item_size, inline: this runs once per packet kept.
+            dropped += len(item) if item.__class__ is not list else encoded_size(item)
+            count += 1
+            if dropped >= at_least:
+                break
+        self._forget(count, dropped)
+
     def _drop_first(self, count: int) -> None:
         """Drop the ``count`` oldest packets."""
-        ends = self._ends
-        count = min(count, len(ends))
-        if count <= 0:
-            return
-        self._base = ends[count - 1]
-        self.size = ends[-1] - self._base
-        self.first += count
+        if count > 0:
+            dropped = self._items[:count]
+            self._forget(len(dropped), sum(map(item_size, dropped)))
+
+    def _forget(self, count: int, size: int) -> None:
+        """The ``count`` oldest packets, ``size`` bytes, go."""
         del self._items[:count]
-        del ends[:count]
+        self.first += count
+        self.size -= size
 
     def acknowledged(self) -> None:
         """The client answered a ping: it has what was sent before the
@@ -474,7 +486,7 @@ class Recovery:
         log.last -= 1
         for item in missed:
             log.last += 1
-            log.add(item, len(item))
+            log.add(item, item_size(item))
         self.keep(session)
         return session
 

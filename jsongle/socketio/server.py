@@ -129,7 +129,7 @@ class Connection:
         else:
             log = resumable.log
             log.last += 1
-            message = sio.encode_json_event(self._event, data, self.namespace, str(log.last))
+            message = sio.encode_json_event(self._event, data, self.namespace, log.last)
             if log.add(message, len(message)):
                 self.client.server.recovery.over(resumable)
         self._send_text(message)

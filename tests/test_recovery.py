@@ -553,6 +553,7 @@ def test_the_log_keeps_what_its_rules_say_through_bursts_pongs_absences_and_atta
     rng = random.Random(7)
     log = PacketLog(limit=3 * LIVE_BOUND)
     model: list[tuple[int, object, int]] = []  # offset, packet, size
+    crossings: list[bool] = []
     for step in range(6000):
         choice = rng.random()
         if choice < 0.005:
@@ -569,11 +570,22 @@ def test_the_log_keeps_what_its_rules_say_through_bursts_pongs_absences_and_atta
         else:
             size = rng.choice((90, 600, 600, 6000, rng.randrange(1, 40000)))
             packet = bytes([step % 251]) * size
-        log.stamp()
-        log.add(packet, size)  # type: ignore[arg-type]
+        before = sum(entry[2] for entry in model)
+        if choice < 0.5 and not isinstance(packet, list):
+            # The relay path: stamped, encoded and kept in one call.
+            packet = log.keep_event(b'42["jsongle",', packet)  # type: ignore[arg-type]
+            assert packet == b'42["jsongle",' + bytes([step % 251]) * size + b',"%d"]' % log.last
+            size = len(packet)
+            crossed = log.overflowed
+        else:
+            log.stamp()
+            crossed = log.add(packet, size)  # type: ignore[arg-type]
+        assert crossed == (log.holding and before <= log.limit < before + size)
+        crossings.append(crossed)
         model.append((log.last, packet, size))
         if not log.holding and sum(entry[2] for entry in model) > min(3 * LIVE_BOUND, LIVE_BOUND):
             while sum(entry[2] for entry in model) > LIVE_BOUND // 2:
                 del model[0]
         assert log.size == sum(entry[2] for entry in model) and len(log) == len(model)
         assert log.kept() == ((model[0][0] if model else log.last + 1), [entry[1] for entry in model])
+    assert crossings.count(True) >= 3  # away logs did pass their bound

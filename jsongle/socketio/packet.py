@@ -111,18 +111,15 @@ def encode(packet: Packet) -> list[Union[str, bytes]]:
     return [head, *buffers]
 
 
-def encode_json_event(event: str, json_arg: bytes, namespace: str = "/", offset: Optional[int] = None) -> bytes:
+def encode_json_event(event: str, json_arg: bytes, namespace: str = "/") -> bytes:
     """An EVENT with one argument given as UTF-8 JSON, encoded once by the caller.
 
     Lets an application send one encoded body to many clients; the result is
-    the Engine.IO message as UTF-8, ready for the wire. ``offset``
-    (connection state recovery) goes last, as a string argument of decimal
-    digits.
+    the Engine.IO message as UTF-8, ready for the wire. (With a connection
+    state recovery offset: :meth:`~jsongle.socketio.recovery.PacketLog.keep_event`.)
     """
-    # One allocation each: a body may be kilobytes.
-    if offset is None:
-        return b"".join((_event_head(event, namespace), json_arg, b"]"))
-    return b"".join((_event_head(event, namespace), json_arg, b',"%d"]' % offset))
+    # One allocation: a body may be kilobytes.
+    return b"".join((_event_head(event, namespace), json_arg, b"]"))
 
 
 def event_head(event: str, namespace: str = "/") -> bytes:

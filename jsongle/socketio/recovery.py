@@ -111,13 +111,14 @@ class PacketLog:
     nothing is dropped and :meth:`add` tells when ``limit`` is passed.
 
     One call per packet: the sender stamps it (``last += 1``) and adds it,
-    which appends it and counts its bytes. Where to cut is found when
-    cutting, from the packets' own sizes: reading the size of a packet about
-    to be freed touches nothing its freeing does not touch anyway, where a
-    running count kept beside them cost every packet an append.
+    which appends it and counts its bytes; on the relay path,
+    :meth:`keep_event` also encodes it. Where to cut is found when cutting,
+    from the packets' own sizes: reading the size of a packet about to be
+    freed touches nothing its freeing does not touch anyway, where a running
+    count kept beside them cost every packet an append.
     """
 
-    __slots__ = ("_items", "first", "last", "size", "limit", "bound", "holding", "_mark")
+    __slots__ = ("_items", "first", "last", "size", "limit", "bound", "holding", "overflowed", "_mark")
 
     def __init__(self, limit: int = 1 << 20) -> None:
         #: The packets of offsets ``first``..``last``.
@@ -133,6 +134,8 @@ class PacketLog:
         self.bound = min(limit, LIVE_BOUND)
         #: Set while the session is away: everything is kept.
         self.holding = False
+        #: Whether the last :meth:`keep_event` took an away log past its bound.
+        self.overflowed = False
         #: The last offset at the client's previous pong.
         self._mark = 0
 
@@ -148,10 +151,34 @@ class PacketLog:
         self._items.append(item)
         self.size += size
         if self.size > self.bound:
-            if self.holding:
-                return self.size - size <= self.bound
-            # The older half of the bytes goes at once (this runs once in a while).
-            self._drop_bytes(self.size - self.bound // 2)
+            return self._past_bound(size)
+        return False
+
+    def keep_event(self, head: bytes, body: bytes) -> bytes:
+        """Stamp, encode and keep an EVENT; returns its Engine.IO message.
+
+        ``head`` is the EVENT up to its argument, ``body`` the argument
+        (UTF-8 JSON); the new offset follows as a last argument, a string of
+        decimal digits, as socket.io's connection state recovery sends it.
+        What the relay path does per message, in one call.
+
+        :attr:`overflowed` tells whether it took an away log past its bound.
+        """
+        self.last = last = self.last + 1
+        message = b"".join((head, body, b',"%d"]' % last))
+        self._items.append(message)
+        self.size = size = self.size + len(message)
+        self.overflowed = size > self.bound and self._past_bound(len(message))
+        return message
+
+    def _past_bound(self, size: int) -> bool:
+        """The packet of ``size`` bytes just kept took the log past its bound:
+        a live log lets go of its older half; True when it took an away log
+        past it (the next ones do not)."""
+        if self.holding:
+            return self.size - size <= self.bound
+        # The older half of the bytes goes at once (this runs once in a while).
+        self._drop_bytes(self.size - self.bound // 2)
         return False
 
     def hold(self, holding: bool) -> None:

@@ -67,27 +67,23 @@ def loadgen(server: Server, args: tuple[str, ...], duration: int, resume: bool) 
 
 
 def take_turns(generators: list[subprocess.Popen], slice_s: float, deadline: float) -> None:
-    """Run one generator at a time, each for ``slice_s``, until all have exited."""
+    """Run one generator at a time, each for ``slice_s``, until all have exited
+    (on an error, :func:`one_round` starts and kills what is left)."""
     turn = 0
-    try:
-        for generator in generators[1:]:
-            generator.send_signal(signal.SIGSTOP)
-        end = time.monotonic() + deadline
-        while time.monotonic() < end:
-            running = [g for g in generators if g.poll() is None]
-            if not running:
-                return
-            active = running[turn % len(running)]
-            active.send_signal(signal.SIGCONT)
-            time.sleep(slice_s)
-            if len(running) > 1 and active.poll() is None:
-                active.send_signal(signal.SIGSTOP)
-            turn += 1
-        raise RuntimeError("the generators did not finish in time")
-    finally:
-        for generator in generators:
-            if generator.poll() is None:
-                generator.send_signal(signal.SIGCONT)
+    for generator in generators[1:]:
+        generator.send_signal(signal.SIGSTOP)
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        running = [g for g in generators if g.poll() is None]
+        if not running:
+            return
+        active = running[turn % len(running)]
+        active.send_signal(signal.SIGCONT)
+        time.sleep(slice_s)
+        if len(running) > 1 and active.poll() is None:
+            active.send_signal(signal.SIGSTOP)
+        turn += 1
+    raise RuntimeError("the generators did not finish in time")
 
 
 def result_of(generator: subprocess.Popen) -> dict[str, Any]:

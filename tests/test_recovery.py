@@ -544,16 +544,18 @@ def test_a_log_with_binary_attachments_counts_their_bytes_when_halved():
 
 def test_the_log_keeps_what_its_rules_say_through_bursts_pongs_absences_and_attachments():
     """Checked against the rules written plainly: live, past the bound, the
-    oldest go until half of it is left; a pong drops what the previous one
+    oldest go until half of it is left (looked at on every add, and on the
+    relay path every CHECK_EVERY offsets); a pong drops what the previous one
     vouched for; away, everything stays."""
     import random
 
-    from jsongle.socketio.recovery import LIVE_BOUND, encoded_size
+    from jsongle.socketio.recovery import CHECK_EVERY, LIVE_BOUND, encoded_size
 
     rng = random.Random(7)
     log = PacketLog(limit=3 * LIVE_BOUND)
     model: list[tuple[int, object, int]] = []  # offset, packet, size
     crossings: list[bool] = []
+    check_at = CHECK_EVERY  # the offset at which the relay path next looks at the bound
     for step in range(6000):
         choice = rng.random()
         if choice < 0.005:
@@ -563,6 +565,7 @@ def test_the_log_keeps_what_its_rules_say_through_bursts_pongs_absences_and_atta
             continue
         if choice < 0.01:
             log.hold(not log.holding)
+            check_at = log.last + (1 if log.holding else CHECK_EVERY)
             continue
         if choice < 0.03:
             packet: object = [f'451-["jsongle",{{"n":{step}}}]', bytes(rng.randrange(1, 3000))]
@@ -571,11 +574,15 @@ def test_the_log_keeps_what_its_rules_say_through_bursts_pongs_absences_and_atta
             size = rng.choice((90, 600, 600, 6000, rng.randrange(1, 40000)))
             packet = bytes([step % 251]) * size
         before = sum(entry[2] for entry in model)
+        looks = True
         if choice < 0.5 and not isinstance(packet, list):
             # The relay path: stamped, encoded and kept in one call.
             packet = log.keep_event(b'42["jsongle",', packet)  # type: ignore[arg-type]
             assert packet == b'42["jsongle",' + bytes([step % 251]) * size + b',"%d"]' % log.last
             size = len(packet)
+            looks = log.last >= check_at
+            if looks:
+                check_at = log.last + (1 if log.holding else CHECK_EVERY)
             crossed = log.overflowed
         else:
             log.stamp()
@@ -583,7 +590,7 @@ def test_the_log_keeps_what_its_rules_say_through_bursts_pongs_absences_and_atta
         assert crossed == (log.holding and before <= log.limit < before + size)
         crossings.append(crossed)
         model.append((log.last, packet, size))
-        if not log.holding and sum(entry[2] for entry in model) > min(3 * LIVE_BOUND, LIVE_BOUND):
+        if looks and not log.holding and sum(entry[2] for entry in model) > min(3 * LIVE_BOUND, LIVE_BOUND):
             while sum(entry[2] for entry in model) > LIVE_BOUND // 2:
                 del model[0]
         assert log.size == sum(entry[2] for entry in model) and len(log) == len(model)

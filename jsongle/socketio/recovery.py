@@ -71,6 +71,11 @@ _MAX_OFFSET_DIGITS = 15
 #: kept is memory held that would otherwise be freed at once.
 LIVE_BOUND = 128 * 1024
 
+#: How often (in offsets) :meth:`PacketLog.keep_event` looks at a live log's
+#: bound: per message it only appends, which keeps the relay path's cost of
+#: resume low; the bound is passed by what came between two looks at most.
+CHECK_EVERY = 32
+
 
 def parse_offset(value: object) -> Optional[int]:
     """The offset a client sent back, or None when it is not one of ours.
@@ -112,13 +117,15 @@ class PacketLog:
 
     One call per packet: the sender stamps it (``last += 1``) and adds it,
     which appends it and counts its bytes; on the relay path,
-    :meth:`keep_event` also encodes it. Where to cut is found when cutting,
-    from the packets' own sizes: reading the size of a packet about to be
-    freed touches nothing its freeing does not touch anyway, where a running
-    count kept beside them cost every packet an append.
+    :meth:`keep_event` also encodes it, and a live log counts the bytes of
+    what it kept that way only every :data:`CHECK_EVERY` offsets, in one
+    pass in C: per message it only appends. Where to cut is found when
+    cutting, from the packets' own sizes.
     """
 
-    __slots__ = ("_items", "first", "last", "size", "limit", "bound", "holding", "overflowed", "_mark")
+    __slots__ = (
+        "_items", "first", "last", "_size", "_counted", "_check_at", "limit", "bound", "holding", "overflowed", "_mark",
+    )
 
     def __init__(self, limit: int = 1 << 20) -> None:
         #: The packets of offsets ``first``..``last``.
@@ -126,8 +133,12 @@ class PacketLog:
         self.first = 1
         #: The last offset given.
         self.last = 0
-        #: The bytes kept, as :meth:`add` was told them.
-        self.size = 0
+        #: The bytes of the first ``_counted`` packets, as :meth:`add` was
+        #: told them (the others are texts :meth:`keep_event` kept).
+        self._size = 0
+        self._counted = 0
+        #: The offset at which :meth:`keep_event` next looks at the bound.
+        self._check_at = CHECK_EVERY
         #: The byte bound while away (``resumeBufferBytes``).
         self.limit = limit
         #: The bound that applies now: the live one, or ``limit`` while away.
@@ -139,6 +150,19 @@ class PacketLog:
         #: The last offset at the client's previous pong.
         self._mark = 0
 
+    @property
+    def size(self) -> int:
+        """The bytes kept."""
+        self._count()
+        return self._size
+
+    def _count(self) -> None:
+        """Count the texts :meth:`keep_event` kept since the last count."""
+        items = self._items
+        if self._counted < len(items):
+            self._size += sum(map(len, items[self._counted:]))
+            self._counted = len(items)
+
     def stamp(self) -> str:
         """The offset of the next packet, as sent on the wire."""
         self.last += 1
@@ -148,9 +172,11 @@ class PacketLog:
         """Keep the packet of offset :attr:`last`; ``size`` is its
         :func:`item_size`. True when this one took an away session's log
         past its bound."""
+        self._count()
         self._items.append(item)
-        self.size += size
-        if self.size > self.bound:
+        self._counted += 1
+        self._size += size
+        if self._size > self.bound:
             return self._past_bound(size)
         return False
 
@@ -162,32 +188,43 @@ class PacketLog:
         decimal digits, as socket.io's connection state recovery sends it.
         What the relay path does per message, in one call.
 
-        :attr:`overflowed` tells whether it took an away log past its bound.
+        :attr:`overflowed` tells whether it took an away log past its bound
+        (an away log looks at every packet; a live one every
+        :data:`CHECK_EVERY`, and may pass its bound by what came between).
         """
         self.last = last = self.last + 1
         message = b"".join((head, body, b',"%d"]' % last))
         self._items.append(message)
-        self.size = size = self.size + len(message)
-        self.overflowed = size > self.bound and self._past_bound(len(message))
+        if last >= self._check_at:
+            self.overflowed = self._checked(len(message))
         return message
+
+    def _checked(self, size: int) -> bool:
+        """:meth:`keep_event` looks at the bound; ``size`` is the packet just kept."""
+        self._count()
+        self._check_at = self.last + (1 if self.holding else CHECK_EVERY)
+        return self._size > self.bound and self._past_bound(size)
 
     def _past_bound(self, size: int) -> bool:
         """The packet of ``size`` bytes just kept took the log past its bound:
         a live log lets go of its older half; True when it took an away log
         past it (the next ones do not)."""
         if self.holding:
-            return self.size - size <= self.bound
+            return self._size - size <= self.bound
         # The older half of the bytes goes at once (this runs once in a while).
-        self._drop_bytes(self.size - self.bound // 2)
+        self._drop_bytes(self._size - self.bound // 2)
         return False
 
     def hold(self, holding: bool) -> None:
         """Away (keep everything, up to ``limit``), or live again."""
+        self._count()
         self.holding = holding
         self.bound = self.limit if holding else min(self.limit, LIVE_BOUND)
+        self._check_at = self.last + (1 if holding else CHECK_EVERY)
+        self.overflowed = False
 
     def _drop_bytes(self, at_least: int) -> None:
-        """Drop the oldest packets, as few as make ``at_least`` bytes."""
+        """Drop the oldest packets, as few as make ``at_least`` bytes (all counted)."""
         dropped = count = 0
         for item in self._items:
             # item_size, inline: this runs once per packet kept.
@@ -200,14 +237,16 @@ class PacketLog:
     def _drop_first(self, count: int) -> None:
         """Drop the ``count`` oldest packets."""
         if count > 0:
+            self._count()
             dropped = self._items[:count]
             self._forget(len(dropped), sum(map(item_size, dropped)))
 
     def _forget(self, count: int, size: int) -> None:
-        """The ``count`` oldest packets, ``size`` bytes, go."""
+        """The ``count`` oldest packets, ``size`` bytes, go (all counted)."""
         del self._items[:count]
         self.first += count
-        self.size -= size
+        self._size -= size
+        self._counted -= count
 
     def acknowledged(self) -> None:
         """The client answered a ping: it has what was sent before the

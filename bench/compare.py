@@ -115,19 +115,20 @@ JSONGLE_SETTINGS = {
 }
 
 
-def start_jsongle(workdir: Path, settings: dict[str, str]) -> Server:
+def start_jsongle(workdir: Path, settings: dict[str, str], repo: Path = REPO) -> Server:
+    """``twistd jsongle`` from the checkout ``repo`` (its virtualenv when it has one)."""
     ws, rest = free_port(), free_port()
     env_file = workdir / "jsongle.env"
     values = {"wsPort": str(ws), "restPort": str(rest), "logPath": str(workdir / "jsongle.log"), **settings}
     env_file.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
-    python = REPO / ".venv" / "bin" / "python"
+    python = repo / ".venv" / "bin" / "python"
     command = [
         str(python if python.exists() else sys.executable),
         "-c",
         "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; sys.exit(run())",
         "--nodaemon", "--pidfile=", "jsongle", "--config", str(env_file),
     ]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=str(repo))
     proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_listening(ws, proc)
     return Server("jsongle", f"http://127.0.0.1:{ws}", proc.pid, proc)

@@ -16,6 +16,14 @@ round is reported with the median of the rounds.
 ``--redis`` starts one ``redis-server`` per daemon for each round (a cluster of
 one: the relay goes through Redis, and nothing a stopped daemon left is there
 for the next).
+
+``--base PATH`` compares two versions of the code instead, both with resume:
+the first daemon runs the checkout at PATH and its clients opt in too, so the
+ratio is what this tree's resume costs over what PATH's costs (below 1: this
+tree is cheaper). Ratios of resume over no resume from separate sittings move
+by a few hundredths; this one answers whether a change helped.
+
+    python3 bench/resume_cost.py --rows 2 --base ../jsongle-before
 """
 
 from __future__ import annotations
@@ -32,7 +40,9 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from compare import JSONGLE_SETTINGS, LOADGEN, ROWS, TOKEN, Server, fmt, free_port, machine, start_jsongle, wait_listening
+from compare import (
+    JSONGLE_SETTINGS, LOADGEN, REPO, ROWS, TOKEN, Server, fmt, free_port, machine, start_jsongle, wait_listening,
+)
 
 RELAY_ROWS = tuple(row for row in ROWS if row.args[0] == "relay")
 
@@ -112,11 +122,14 @@ def one_round(row: Any, round_: int, options: argparse.Namespace, workdir: Path)
                 redises.append(Redis())
                 settings["redisUrl"] = redises[-1].url
             directory = Path(tempfile.mkdtemp(prefix="on-" if resume else "off-", dir=workdir))
-            servers[resume] = start_jsongle(directory, settings)
+            repo = REPO if resume or options.base is None else options.base
+            servers[resume] = start_jsongle(directory, settings, repo)
         # Which one runs first alternates from round to round.
         order = [False, True] if round_ % 2 == 0 else [True, False]
         for resume in order:
-            generators[resume] = loadgen(servers[resume], row.args, options.duration, resume)
+            # With --base, the base's clients opt in too: the code differs, not the clients.
+            opt_in = resume or options.base is not None
+            generators[resume] = loadgen(servers[resume], row.args, options.duration, opt_in)
         take_turns([generators[resume] for resume in order], options.slice, 2 * options.duration + 120)
         return {resume: result_of(generators[resume]) for resume in (False, True)}
     finally:
@@ -139,6 +152,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--slice", type=float, default=0.25, help="seconds of each turn")
     parser.add_argument("--redis", action="store_true", help="each daemon on a Redis of its own")
     parser.add_argument("--out", type=Path, default=Path("resume-cost.jsonl"))
+    parser.add_argument("--base", type=Path, help="another checkout: its daemon, with resume, is the one compared with")
     options = parser.parse_args(argv)
     # Stopped by a signal, it still starts what it stopped and stops what it started.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
@@ -152,6 +166,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error("node is not on PATH")
     if options.redis and shutil.which("redis-server") is None:
         parser.error("--redis needs redis-server on PATH")
+    if options.base is not None:
+        options.base = options.base.resolve()
+        if not (options.base / "jsongle" / "__init__.py").exists():
+            parser.error(f"--base {options.base}: not a jsongle checkout")
 
     workdir = Path(tempfile.mkdtemp(prefix="jsongle-resume-cost-"))
     ratios: dict[str, list[float]] = {}
@@ -164,6 +182,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     results = one_round(row, round_, options, workdir)
                     for resume, result in results.items():
                         result.update(row=row.label, round=round_ + 1, resume=resume, mode="redis" if options.redis else "single")
+                        result["code"] = str(REPO if resume or options.base is None else options.base)
                         out.write(json.dumps(result) + "\n")
                     off, on = cost_us(results[False]), cost_us(results[True])
                     if off and on:
@@ -183,7 +202,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     print()
     print(f"Machine: {machine()}; {mode}; {options.rounds} rounds, turns of {options.slice:g} s.")
     print()
-    print("| scenario | µs/msg without | µs/msg with resume | cost ratio (median) | rounds |")
+    if options.base is None:
+        print("| scenario | µs/msg without | µs/msg with resume | cost ratio (median) | rounds |")
+    else:
+        print(f"Both with resume; the base is {options.base}.\n")
+        print("| scenario | µs/msg, base | µs/msg, this tree | cost ratio (median) | rounds |")
     print("|---|---|---|---|---|")
     for row in rows:
         found = ratios.get(row.label, [])

@@ -110,6 +110,11 @@ def cost_us(result: dict[str, Any]) -> Optional[float]:
     return cpu / rate * 1e6 if cpu and rate else None
 
 
+def checkout(options: argparse.Namespace, resume: bool) -> Path:
+    """The code a daemon runs: this tree, or with ``--base`` that checkout for the first one."""
+    return REPO if resume or options.base is None else options.base
+
+
 def one_round(row: Any, round_: int, options: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Both daemons fresh, both generators in turns; the two results."""
     redises: list[Redis] = []
@@ -122,8 +127,7 @@ def one_round(row: Any, round_: int, options: argparse.Namespace, workdir: Path)
                 redises.append(Redis())
                 settings["redisUrl"] = redises[-1].url
             directory = Path(tempfile.mkdtemp(prefix="on-" if resume else "off-", dir=workdir))
-            repo = REPO if resume or options.base is None else options.base
-            servers[resume] = start_jsongle(directory, settings, repo)
+            servers[resume] = start_jsongle(directory, settings, checkout(options, resume))
         # Which one runs first alternates from round to round.
         order = [False, True] if round_ % 2 == 0 else [True, False]
         for resume in order:
@@ -182,7 +186,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     results = one_round(row, round_, options, workdir)
                     for resume, result in results.items():
                         result.update(row=row.label, round=round_ + 1, resume=resume, mode="redis" if options.redis else "single")
-                        result["code"] = str(REPO if resume or options.base is None else options.base)
+                        result["code"] = str(checkout(options, resume))
                         out.write(json.dumps(result) + "\n")
                     off, on = cost_us(results[False]), cost_us(results[True])
                     if off and on:

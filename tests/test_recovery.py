@@ -111,47 +111,6 @@ def test_a_long_log_stays_within_its_bound_and_still_serves_by_offset():
     assert log.kept() == (log.first, [b"%010d" % n for n in range(log.first, 1001)])
 
 
-def test_the_newest_texts_are_packed_and_each_comes_back_as_it_was_sent():
-    from jsongle.socketio.recovery import PACK_EVERY
-
-    log = PacketLog()
-
-    def relay(count: int) -> list[bytes]:
-        return [log.keep_event(b'42["jsongle",', b'{"n":%d}' % (log.last + 1)) for _ in range(count)]
-
-    sent = relay(PACK_EVERY + 8)
-    log.acknowledged()  # the first pong: the client has nothing for sure yet
-    sent += relay(2 * PACK_EVERY - 3)
-    assert log.size == sum(map(len, sent)) and len(log) == len(sent)
-    # Packed: three blocks of PACK_EVERY texts, and the newest five as they were sent.
-    assert len(log._runs) == 3 and log._items == sent[-5:]
-    assert log.after(0) == sent and log.kept() == (1, sent)
-    log.acknowledged()  # what came before the first pong goes: a block and part of the next
-    assert log.first == PACK_EVERY + 9 and len(log._runs) == 2
-    assert log.after(PACK_EVERY + 8) == sent[PACK_EVERY + 8:] and log.after(PACK_EVERY + 7) is None
-    assert log.after(PACK_EVERY + 20) == sent[PACK_EVERY + 20:]
-    assert log.size == sum(map(len, sent[PACK_EVERY + 8:])) and len(log) == len(sent) - PACK_EVERY - 8
-
-
-def test_a_text_longer_than_a_block_is_packed_on_its_own():
-    from jsongle.socketio.recovery import PACK_BYTES, PACK_EVERY
-
-    log = PacketLog(limit=64 * PACK_BYTES)
-    log.hold(True)  # away: nothing goes
-    sizes = [100] * 5 + [PACK_BYTES + 1] + [PACK_BYTES // 3] * 4 + [100] * (PACK_EVERY - 10)
-    sent = []
-    for size in sizes:
-        log.stamp()
-        sent.append(b"x" * size)
-        log.add(sent[-1], size)
-    assert log.size == sum(sizes)  # counted, and packed once PACK_EVERY wait
-    assert not log._items and len(log) == PACK_EVERY
-    blocks = [len(block) for block, _ in log._runs]
-    assert max(blocks) == PACK_BYTES + 1 and sum(blocks) == sum(sizes)
-    assert all(size <= PACK_BYTES for size in blocks if size != PACK_BYTES + 1)
-    assert log.after(0) == sent and log.after(6) == sent[6:]
-
-
 def test_the_store_keeps_sessions_by_pid_and_a_newer_one_stays():
     store = InMemorySessionStore()
     verifyObject(ISessionStore, store)

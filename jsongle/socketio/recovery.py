@@ -27,10 +27,7 @@ resume wherever they reconnect.
 
 from __future__ import annotations
 
-from array import array
-from bisect import bisect_left, bisect_right
 from functools import partial
-from itertools import accumulate
 from typing import Any, Callable, Optional, Union
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
@@ -79,11 +76,6 @@ LIVE_BOUND = 128 * 1024
 #: resume low; the bound is passed by what came between two looks at most.
 CHECK_EVERY = 32
 
-#: How many of the newest texts :class:`PacketLog` keeps as they were sent
-#: before it packs them into one block, and the most bytes a block holds.
-PACK_EVERY = 32
-PACK_BYTES = 32 * 1024
-
 
 def parse_offset(value: object) -> Optional[int]:
     """The offset a client sent back, or None when it is not one of ours.
@@ -127,36 +119,22 @@ class PacketLog:
     which appends it and counts its bytes; on the relay path,
     :meth:`keep_event` also encodes it, and a live log counts the bytes of
     what it kept that way only every :data:`CHECK_EVERY` offsets, in one
-    pass in C: per message it only appends.
-
-    The newest texts are kept as they were sent; every :data:`PACK_EVERY`
-    of them are then packed, one copy into one block with the end of each
-    text (binary packets stay as they are). Why: a signaling server relays
-    many small messages, and each one kept on its own is memory the next
-    message cannot reuse, spread over a heap that leaves the cache. Packed,
-    the messages' own memory is reused at once and the log grows by one
-    sequential copy per block. What a resume needs is cut out again then.
+    pass in C: per message it only appends. Where to cut is found when
+    cutting, from the packets' own sizes.
     """
 
     __slots__ = (
-        "_runs", "_packed", "_items", "first", "last", "_size", "_counted", "_check_at", "limit", "bound", "holding",
-        "overflowed", "_mark",
+        "_items", "first", "last", "_size", "_counted", "_check_at", "limit", "bound", "holding", "overflowed", "_mark",
     )
 
     def __init__(self, limit: int = 1 << 20) -> None:
-        #: The older packets, oldest first: blocks of texts with the end of
-        #: each (``(block, ends)``), or one binary packet (``(packet, None)``).
-        self._runs: list[tuple[Any, Optional[array]]] = []
-        #: How many packets ``_runs`` holds.
-        self._packed = 0
-        #: The newest packets, texts not packed yet.
-        self._items: list[bytes] = []
-        #: The offset of the first packet kept.
+        #: The packets of offsets ``first``..``last``.
+        self._items: list[Item] = []
         self.first = 1
         #: The last offset given.
         self.last = 0
-        #: The bytes of the packets in ``_runs`` and of the first ``_counted``
-        #: of ``_items`` (the others are texts :meth:`keep_event` kept).
+        #: The bytes of the first ``_counted`` packets, as :meth:`add` was
+        #: told them (the others are texts :meth:`keep_event` kept).
         self._size = 0
         self._counted = 0
         #: The offset at which :meth:`keep_event` next looks at the bound.
@@ -179,31 +157,11 @@ class PacketLog:
         return self._size
 
     def _count(self) -> None:
-        """Count the texts :meth:`keep_event` kept since the last count, and
-        pack the newest texts once :data:`PACK_EVERY` of them wait."""
+        """Count the texts :meth:`keep_event` kept since the last count."""
         items = self._items
         if self._counted < len(items):
             self._size += sum(map(len, items[self._counted:]))
             self._counted = len(items)
-        if len(items) >= PACK_EVERY:
-            self._pack()
-
-    def _pack(self) -> None:
-        """The newest texts (all counted) become blocks of at most
-        :data:`PACK_BYTES` (a longer text is a block of its own, not copied)."""
-        items = self._items
-        ends = array("Q", accumulate(map(len, items)))
-        if ends[-1] <= PACK_BYTES:
-            self._runs.append((b"".join(items), ends))
-        else:
-            start = base = 0
-            while start < len(items):
-                stop = max(bisect_right(ends, base + PACK_BYTES, start), start + 1)
-                self._runs.append((b"".join(items[start:stop]), array("Q", [end - base for end in ends[start:stop]])))
-                start, base = stop, ends[stop - 1]
-        self._packed += len(items)
-        items.clear()
-        self._counted = 0
 
     def stamp(self) -> str:
         """The offset of the next packet, as sent on the wire."""
@@ -215,14 +173,8 @@ class PacketLog:
         :func:`item_size`. True when this one took an away session's log
         past its bound."""
         self._count()
-        if item.__class__ is list:
-            if self._items:
-                self._pack()  # what waits was sent before it
-            self._runs.append((item, None))
-            self._packed += 1
-        else:
-            self._items.append(item)  # type: ignore[arg-type]
-            self._counted += 1
+        self._items.append(item)
+        self._counted += 1
         self._size += size
         if self._size > self.bound:
             return self._past_bound(size)
@@ -273,61 +225,28 @@ class PacketLog:
 
     def _drop_bytes(self, at_least: int) -> None:
         """Drop the oldest packets, as few as make ``at_least`` bytes (all counted)."""
-        count = dropped = 0
-        for block, ends in self._runs:
-            if ends is None:
-                count += 1
-                dropped += encoded_size(block)
-            elif dropped + ends[-1] < at_least:
-                count += len(ends)
-                dropped += ends[-1]
-            else:
-                count += bisect_left(ends, at_least - dropped) + 1
-                break
+        dropped = count = 0
+        for item in self._items:
+            # item_size, inline: this runs once per packet kept.
+            dropped += len(item) if item.__class__ is not list else encoded_size(item)
+            count += 1
             if dropped >= at_least:
                 break
-        else:
-            for item in self._items:
-                count += 1
-                dropped += len(item)
-                if dropped >= at_least:
-                    break
-        self._drop(count)
+        self._forget(count, dropped)
 
     def _drop_first(self, count: int) -> None:
         """Drop the ``count`` oldest packets."""
         if count > 0:
             self._count()
-            self._drop(count)
+            dropped = self._items[:count]
+            self._forget(len(dropped), sum(map(item_size, dropped)))
 
-    def _drop(self, count: int) -> None:
-        """The ``count`` oldest packets go (all counted)."""
-        runs = self._runs
-        left = count
-        dropped = whole = 0
-        for block, ends in runs:
-            held = 1 if ends is None else len(ends)
-            if left < held:
-                break
-            dropped += encoded_size(block) if ends is None else ends[-1]
-            left -= held
-            whole += 1
-        del runs[:whole]
-        self._packed -= count - left
-        if left and runs:
-            # The first ``left`` texts of the next block (a binary packet is one).
-            block, ends = runs[0]
-            cut = ends[left - 1]  # type: ignore[index]
-            runs[0] = (block[cut:], array("Q", [end - cut for end in ends[left:]]))  # type: ignore[index]
-            dropped += cut
-            self._packed -= left
-        elif left:
-            items = self._items
-            dropped += sum(map(len, items[:left]))
-            del items[:left]
-            self._counted -= left
+    def _forget(self, count: int, size: int) -> None:
+        """The ``count`` oldest packets, ``size`` bytes, go (all counted)."""
+        del self._items[:count]
         self.first += count
-        self._size -= dropped
+        self._size -= size
+        self._counted -= count
 
     def acknowledged(self) -> None:
         """The client answered a ping: it has what was sent before the
@@ -341,32 +260,14 @@ class PacketLog:
         tell (``offset`` never given, or packets after it already dropped)."""
         if offset > self.last or offset + 1 < self.first:
             return None
-        return self._from(offset + 1 - self.first)
+        return self._items[offset + 1 - self.first:]
 
     def kept(self) -> tuple[int, list[Item]]:
         """The offset of the first packet kept, and the packets kept in order."""
-        return self.first, self._from(0)
-
-    def _from(self, skip: int) -> list[Item]:
-        """The packets kept but the ``skip`` oldest, each as it was sent."""
-        packets: list[Item] = []
-        for block, ends in self._runs:
-            held = 1 if ends is None else len(ends)
-            if skip >= held:
-                skip -= held
-            elif ends is None:
-                packets.append(block)
-            else:
-                start = ends[skip - 1] if skip else 0
-                for end in ends[skip:]:
-                    packets.append(block[start:end])
-                    start = end
-                skip = 0
-        packets.extend(self._items[skip:])
-        return packets
+        return self.first, self._items[:]
 
     def __len__(self) -> int:
-        return self._packed + len(self._items)
+        return len(self._items)
 
 
 class ResumableSession:

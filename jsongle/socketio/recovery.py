@@ -202,8 +202,12 @@ class PacketLog:
     def _checked(self, size: int) -> bool:
         """:meth:`keep_event` looks at the bound; ``size`` is the packet just kept."""
         self._count()
-        self._check_at = self.last + (1 if self.holding else CHECK_EVERY)
+        self._next_check()
         return self._size > self.bound and self._past_bound(size)
+
+    def _next_check(self) -> None:
+        """When :meth:`keep_event` looks next: at the next packet while away, in CHECK_EVERY offsets while live."""
+        self._check_at = self.last + (1 if self.holding else CHECK_EVERY)
 
     def _past_bound(self, size: int) -> bool:
         """The packet of ``size`` bytes just kept took the log past its bound:
@@ -220,7 +224,7 @@ class PacketLog:
         self._count()
         self.holding = holding
         self.bound = self.limit if holding else min(self.limit, LIVE_BOUND)
-        self._check_at = self.last + (1 if holding else CHECK_EVERY)
+        self._next_check()
         self.overflowed = False
 
     def _drop_bytes(self, at_least: int) -> None:
